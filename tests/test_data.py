@@ -1,0 +1,299 @@
+"""The beat pipeline (utils.py) and the three split modes (dataset.py, stratified_dataset.py)."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dataset import DS1, DS2, PACED, PARTS, make_splits, records_for
+from utils import (BEAT_SYMBOLS, CLASS_NAMES, LABEL_SCHEMES, MITDB_RECORDS, DataError,
+                   PreprocConfig, cache_key, cut_windows, load_beats, read_annotations,
+                   read_record, rr_features)
+
+CFG = PreprocConfig()
+
+
+@pytest.fixture(scope="module")
+def all_beats(mitbih_dir, cache_dir):
+    return load_beats(mitbih_dir, CFG, cache_dir=cache_dir, download=False)
+
+
+@pytest.fixture(scope="module")
+def all_beats_aami(mitbih_dir, cache_dir):
+    return load_beats(mitbih_dir, PreprocConfig(classes="aami5"), cache_dir=cache_dir, download=False)
+
+
+def copy_records(src: Path, dst: Path, records, exts=("hea", "dat", "atr")) -> Path:
+    dst.mkdir(parents=True, exist_ok=True)
+    for r in records:
+        for e in exts:
+            shutil.copy(src / f"{r}.{e}", dst / f"{r}.{e}")
+            (dst / f"{r}.{e}").chmod(0o644)
+    return dst
+
+
+# --- label schemes and beat selection ---------------------------------------------------------
+
+def test_label_schemes_cover_exactly_the_beat_symbols():
+    for name, table in LABEL_SCHEMES.items():
+        assert set(table) == set(BEAT_SYMBOLS), name
+        assert set(table.values()) == set(range(len(CLASS_NAMES[name])))
+    s4, a5 = LABEL_SCHEMES["seed4"], LABEL_SCHEMES["aami5"]
+    assert [s4[c] for c in "NLRejAaJSVEF/fQ"] == [0] * 5 + [1] * 4 + [2] * 2 + [3] * 4
+    assert [a5[c] for c in "NLRejAaJSVEF/fQ"] == [0] * 5 + [1] * 4 + [2] * 2 + [3] + [4] * 3
+    for mark in '+~|"x![]':
+        assert mark not in BEAT_SYMBOLS
+
+
+def test_annotation_reader_matches_wfdb(mitbih_dir):
+    import wfdb
+    for rec in MITDB_RECORDS:
+        ann = wfdb.rdann(str(mitbih_dir / rec), "atr")
+        samples, symbols = read_annotations(mitbih_dir / f"{rec}.atr")
+        assert np.array_equal(samples, ann.sample), rec
+        assert symbols.tolist() == ann.symbol, rec
+
+
+def _counts(rec_dir, rec):
+    _, _, sym, _ = read_record(rec_dir, rec, CFG)
+    return {s: int(n) for s, n in zip(*np.unique(sym, return_counts=True))}
+
+
+def test_published_beat_counts(mitbih_dir):
+    assert _counts(mitbih_dir, "100") == {"N": 2239, "A": 33, "V": 1}
+    c208 = _counts(mitbih_dir, "208")
+    assert (c208["V"], c208["F"]) == (992, 373)
+    assert _counts(mitbih_dir, "232")["A"] == 1382
+    # record 207: 472 flutter waves '!' are not beats; 1,860 beats remain
+    assert sum(_counts(mitbih_dir, "207").values()) == 1860
+
+
+def test_all_records_beats_and_no_marks(all_beats):
+    d = all_beats
+    assert len(d) + sum(d.dropped.values()) == 109_494
+    assert set(np.unique(d.symbol)) <= BEAT_SYMBOLS
+    assert d.x.shape == (len(d), 720) and d.x.dtype == np.float32
+    assert np.isfinite(d.x).all()
+    # z-scored windows
+    assert np.allclose(d.x.mean(1), 0, atol=1e-3) and np.allclose(d.x.std(1), 1, atol=1e-2)
+    assert d.class_counts() == {"N": 90527, "SVEB": 2780, "VEB": 7232, "Other": 8835}
+    r100 = d.record == 100
+    assert r100.sum() + d.dropped["100"] == 2273
+
+
+def test_lead_choice(all_beats):
+    assert all_beats.leads["114"] == "MLII"  # second signal of record 114
+    assert all_beats.leads["102"] == "V5" and all_beats.leads["104"] == "V5"
+    assert sum(v == "MLII" for v in all_beats.leads.values()) == 46
+
+
+def test_windows_are_centred_on_r_peaks(mitbih_dir, all_beats):
+    d = all_beats
+    i = np.flatnonzero(d.record == 100)[5]
+    sig, samp, _, _ = read_record(mitbih_dir, "100", CFG)
+    from utils import bandpass
+    f = bandpass(sig, CFG)
+    w = f[d.rpeak[i] - 360:d.rpeak[i] + 360]
+    expect = (w - w.mean()) / (w.std() + 1e-6)
+    assert np.allclose(d.x[i], expect, atol=1e-4)
+
+
+def test_cut_windows_drops_edge_beats():
+    sig = np.arange(20.0)
+    win, keep = cut_windows(sig, np.array([1, 2, 10, 17, 18]), 4)
+    # window = [r-2, r+2): r=1 starts at -1 (drop), r=18 ends at 20 (keep), r=17 keep
+    assert keep.tolist() == [False, True, True, True, True]
+    assert win[0].tolist() == [0, 1, 2, 3] and win[-1].tolist() == [16, 17, 18, 19]
+
+
+def test_rr_features_hand_computed():
+    r = np.array([0, 360, 540, 900])  # RR = 1.0, 0.5, 1.0 s
+    f = rr_features(r, 360, local=2)
+    pre = [1.0, 1.0, 0.5, 1.0]
+    post = [1.0, 0.5, 1.0, 1.0]
+    local = [1.0, 1.0, 0.75, 0.75]  # mean of the previous <= 2 pre-RRs (incl. own)
+    assert np.allclose(f[:, 0], pre) and np.allclose(f[:, 1], post)
+    assert np.allclose(f[:, 2], np.divide(pre, local)) and np.allclose(f[:, 3], np.divide(post, local))
+
+
+# --- splits -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("seed", [1337, 1, 2, 3, 4, 5])
+def test_random_split_is_record_wise(all_beats, seed):
+    s = make_splits(all_beats, "random", seed)
+    sets = [set(all_beats.record[s.part(p)].tolist()) for p in PARTS]
+    assert not (sets[0] & sets[1] or sets[0] & sets[2] or sets[1] & sets[2])
+    assert set().union(*sets) == {int(r) for r in MITDB_RECORDS}
+    assert any({201, 202} <= x for x in sets)  # one patient, one part
+    assert [len(s.records[p]) for p in PARTS] in ([33, 7, 7], [34, 7, 7], [33, 8, 7], [33, 7, 8])
+
+
+def test_stratified_split_keeps_class_ratios(all_beats):
+    s = make_splits(all_beats, "stratified", 1337)
+    idx = np.concatenate([s.train, s.val, s.test])
+    assert len(np.unique(idx)) == len(all_beats) == len(idx)
+    total = np.bincount(all_beats.y)
+    for part, frac in zip(PARTS, (0.7, 0.15, 0.15)):
+        got = np.bincount(all_beats.y[s.part(part)], minlength=len(total))
+        assert np.all(np.abs(got - frac * total) <= 1.5), (part, got, total)
+    assert "intra-patient" in s.warning
+
+
+def test_interpatient_split(all_beats_aami):
+    d = all_beats_aami
+    s = make_splits(d, "interpatient", 1337)
+    assert s.records["test"] == sorted(DS2, key=int)
+    assert sorted(s.records["train"] + s.records["val"], key=int) == sorted(DS1, key=int)
+    assert not set(s.records["train"]) & set(s.records["val"])
+    seen = set(d.record[np.concatenate([s.train, s.val, s.test])].tolist())
+    assert not seen & {int(r) for r in PACED}
+    # validation holds every frequent class, training keeps most of each
+    val_counts = np.bincount(d.y[s.val], minlength=5)
+    assert (val_counts[:4] > 0).all()
+    assert set(records_for("interpatient")) == set(DS1) | set(DS2)
+
+
+@pytest.mark.parametrize("mode", ["stratified", "random", "interpatient"])
+def test_same_seed_same_indices(all_beats, mode):
+    a, b = make_splits(all_beats, mode, 1337), make_splits(all_beats, mode, 1337)
+    for p in PARTS:
+        assert a.part(p).tobytes() == b.part(p).tobytes()
+    c = make_splits(all_beats, mode, 7)
+    assert any(a.part(p).tobytes() != c.part(p).tobytes() for p in PARTS)
+
+
+def test_explicit_records_override(all_beats):
+    s = make_splits(all_beats, "stratified", 1337,
+                    explicit={"train": ["100", "101"], "val": ["103"], "test": ["105", "106"]})
+    assert set(all_beats.record[s.test].tolist()) == {105, 106}
+    assert set(all_beats.record[s.train].tolist()) == {100, 101}
+    with pytest.raises(DataError, match="both"):
+        make_splits(all_beats, "random", 1, explicit={"train": ["100"], "val": ["100"], "test": ["101"]})
+    s = make_splits(all_beats, "random", 1, explicit={"train": ["201"], "val": ["100"], "test": ["202"]})
+    assert "leakage" in s.warning
+
+
+def test_class_limit_caps_training_only(all_beats):
+    full = make_splits(all_beats, "stratified", 1337)
+    s = make_splits(all_beats, "stratified", 1337, class_limit=50)
+    assert np.bincount(all_beats.y[s.train]).max() == 50
+    assert np.array_equal(s.test, full.test) and np.array_equal(s.val, full.val)
+    assert set(s.train) <= set(full.train)
+
+
+def test_empty_split_is_an_error(mitbih_dir, cache_dir):
+    d = load_beats(mitbih_dir, CFG, records=["100", "101"], cache_dir=cache_dir, download=False)
+    with pytest.raises(DataError, match="empty"):
+        make_splits(d, "random", 1337)  # two records cannot fill three parts
+
+
+# --- cache ------------------------------------------------------------------------------------
+
+def test_cache_key_changes_with_every_parameter(mitbih_dir):
+    recs = ["100", "101"]
+    base = cache_key(CFG, recs, mitbih_dir)
+    variants = [PreprocConfig(fs=250), PreprocConfig(segment_sec=1.0), PreprocConfig(classes="aami5"),
+                PreprocConfig(normalize="minmax"), PreprocConfig(band=(1.0, 40.0)),
+                PreprocConfig(filter_order=3), PreprocConfig(lead_policy=("V5", "MLII"))]
+    keys = {cache_key(v, recs, mitbih_dir) for v in variants} | {cache_key(CFG, ["100"], mitbih_dir)}
+    assert base not in keys and len(keys) == len(variants) + 1
+    assert cache_key(CFG, recs, mitbih_dir) == base
+    import utils
+    old = utils.PIPELINE_VERSION
+    try:
+        utils.PIPELINE_VERSION = old + 1
+        assert cache_key(CFG, recs, mitbih_dir) != base
+    finally:
+        utils.PIPELINE_VERSION = old
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "other_key"])
+def test_corrupt_cache_is_rebuilt(mitbih_dir, tmp_path, damage):
+    msgs = []
+    recs = ["100"]
+    fresh = load_beats(mitbih_dir, CFG, records=recs, cache_dir=tmp_path, download=False, log=msgs.append)
+    (cache,) = tmp_path.glob("cache_*.npz")
+    if damage == "truncate":
+        cache.write_bytes(cache.read_bytes()[: cache.stat().st_size // 2])
+    elif damage == "garbage":
+        cache.write_bytes(b"not a zip file at all")
+    else:  # a valid cache of another configuration under this name
+        other = load_beats(mitbih_dir, PreprocConfig(normalize="none"), records=recs, cache_dir=tmp_path,
+                           download=False)
+        (o,) = [p for p in tmp_path.glob("cache_*.npz") if p != cache]
+        o.replace(cache)
+        assert not np.array_equal(other.x, fresh.x)
+    again = load_beats(mitbih_dir, CFG, records=recs, cache_dir=tmp_path, download=False, log=msgs.append)
+    assert any("rebuilding" in m for m in msgs), msgs
+    assert np.array_equal(again.x, fresh.x) and np.array_equal(again.y, fresh.y)
+    third = load_beats(mitbih_dir, CFG, records=recs, cache_dir=tmp_path, download=False, log=msgs.append)
+    assert np.array_equal(third.x, fresh.x)
+    assert sum("rebuilding" in m for m in msgs) == 1  # the rebuilt cache is good again
+    assert not list(tmp_path.glob("*.tmp"))  # nothing half-written left behind
+
+
+# --- getting the data and bad input -----------------------------------------------------------
+
+def test_missing_root_tries_download_then_explains(tmp_path):
+    calls = []
+
+    def offline(db, dl_dir, records):
+        calls.append((db, dl_dir, tuple(records)))
+        raise ConnectionError("no network")
+
+    with pytest.raises(DataError) as e:
+        load_beats(tmp_path / "nowhere", CFG, records=["100"], downloader=offline, log=lambda m: None)
+    assert calls == [("mitdb", str(tmp_path / "nowhere"), ("100",))]
+    msg = str(e.value)
+    assert "\n" not in msg and "physionet.org" in msg and str(tmp_path / "nowhere") in msg
+
+
+def test_stub_download_fills_the_root(mitbih_dir, tmp_path):
+    def fake(db, dl_dir, records):
+        copy_records(mitbih_dir, Path(dl_dir), records)
+
+    logs = []
+    d = load_beats(tmp_path / "fresh", CFG, records=["100"], downloader=fake, log=logs.append)
+    assert (d.record == 100).sum() + d.dropped["100"] == 2273
+    assert any("downloading" in m for m in logs)
+
+
+@pytest.mark.parametrize("problem,match", [
+    ("no_dat", "missing 100.dat"),
+    ("no_atr", "missing 100.atr"),
+    ("truncated", "truncated"),
+    ("fs", "sampled at 250 Hz"),
+    ("no_lead", "none of the lead policy"),
+])
+def test_bad_records(mitbih_dir, tmp_path, problem, match):
+    root = copy_records(mitbih_dir, tmp_path / "db", ["100"])
+    if problem == "no_dat":
+        (root / "100.dat").unlink()
+    elif problem == "no_atr":
+        (root / "100.atr").unlink()
+    elif problem == "truncated":
+        (root / "100.dat").write_bytes((root / "100.dat").read_bytes()[:100_000])
+    elif problem == "fs":
+        h = root / "100.hea"
+        h.write_text(h.read_text().replace("100 2 360 650000", "100 2 250 650000"))
+    elif problem == "no_lead":
+        h = root / "100.hea"
+        h.write_text(h.read_text().replace(" MLII", " X1").replace(" V5", " X2"))
+    with pytest.raises(DataError, match=match) as e:
+        load_beats(root, CFG if problem != "fs" else PreprocConfig(), records=["100"], download=False,
+                   cache_dir=tmp_path)
+    assert "\n" not in str(e.value)
+    assert not list(tmp_path.glob("cache_*"))
+
+
+@pytest.mark.parametrize("cfg,match", [
+    (PreprocConfig(classes="nope"), "unknown --classes"),
+    (PreprocConfig(normalize="nope"), "unknown --normalize"),
+    (PreprocConfig(segment_sec=0.001), "samples per beat"),
+    (PreprocConfig(fs=60), "band-pass"),
+])
+def test_bad_config(mitbih_dir, cfg, match):
+    with pytest.raises(DataError, match=match):
+        load_beats(mitbih_dir, cfg, records=["100"], download=False)
