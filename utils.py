@@ -206,12 +206,9 @@ def _wfdb_download(db: str, dl_dir: str, records: list[str]) -> None:
 # Reading and preprocessing one record
 # ----------------------------------------------------------------------------------------------
 
-def read_record(root: str | os.PathLike, rec: str, cfg: PreprocConfig):
-    """Read one record's chosen lead (physical units, mV) and its beat annotations.
-
-    Returns (signal float64 (n,), beat samples int64 (k,), beat symbols <U1 (k,), lead name).
-    Raises DataError for every way a record can be unreadable.
-    """
+def read_signal(root: str | os.PathLike, rec: str, cfg: PreprocConfig) -> tuple[np.ndarray, str]:
+    """One record's lead of `cfg.lead_policy` in physical units (mV): (signal float64 (n,), lead).
+    Raises DataError for every way a signal can be unreadable."""
     import wfdb
     path = str(Path(root) / rec)
     try:
@@ -241,15 +238,27 @@ def read_record(root: str | os.PathLike, rec: str, cfg: PreprocConfig):
                             "download it again")
     try:
         r = wfdb.rdrecord(path, channels=[ch], physical=False)
-        samp, sym = read_annotations(path + ".atr")
     except Exception as e:
         raise DataError(f"record {rec}: cannot read ({type(e).__name__}: {e})") from None
     d = r.d_signal[:, 0]
     if len(d) != hdr.sig_len:
         raise DataError(f"record {rec}: read {len(d)} samples, header says {hdr.sig_len}")
-    if len(samp) and (samp.min() < 0 or samp.max() >= len(d)):
+    return (d.astype(np.float64) - r.baseline[0]) / r.adc_gain[0], lead  # ADC units -> mV
+
+
+def read_record(root: str | os.PathLike, rec: str, cfg: PreprocConfig):
+    """Read one record's chosen lead (mV) and its *beat* annotations.
+
+    Returns (signal float64 (n,), beat samples int64 (k,), beat symbols <U1 (k,), lead name).
+    Raises DataError for every way a record can be unreadable.
+    """
+    sig, lead = read_signal(root, rec, cfg)
+    try:
+        samp, sym = read_annotations(Path(root) / f"{rec}.atr")
+    except Exception as e:
+        raise DataError(f"record {rec}: cannot read annotations ({type(e).__name__}: {e})") from None
+    if len(samp) and (samp.min() < 0 or samp.max() >= len(sig)):
         raise DataError(f"record {rec}: annotations lie outside the signal (corrupt .atr?)")
-    sig = (d.astype(np.float64) - r.baseline[0]) / r.adc_gain[0]  # ADC units -> mV
     is_beat = np.isin(sym, list(BEAT_SYMBOLS))
     return sig, samp[is_beat], sym[is_beat], lead
 
@@ -387,18 +396,29 @@ def default_cache_dir(root: str | os.PathLike) -> Path:
 _ARRAYS = ("x", "y", "record", "rpeak", "rr", "symbol")
 
 
+def atomic_write(path: str | os.PathLike, write: Callable) -> None:
+    """Write a file through a temp file in the same folder, then rename: readers see the old
+    file or the whole new one, never half of it. `write(f)` gets a binary file object."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; outputs are ordinary files
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def _save_cache(path: Path, data: BeatData, key: str) -> None:
     meta = dict(key=key, config=data.config.to_dict(), class_names=data.class_names,
                 leads=data.leads, dropped=data.dropped)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.stem + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, meta=np.array(json.dumps(meta)), **{k: getattr(data, k) for k in _ARRAYS})
-        os.replace(tmp, path)  # atomic: readers see the old file or the whole new one
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda f: np.savez(f, meta=np.array(json.dumps(meta)),
+                                          **{k: getattr(data, k) for k in _ARRAYS}))
 
 
 def _load_cache(path: Path, key: str, cfg: PreprocConfig) -> BeatData:

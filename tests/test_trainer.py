@@ -1,0 +1,211 @@
+"""trainer.py end to end on a few real records: outputs, reproducibility, resume, bad input."""
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import trainer
+from dataset import make_splits
+from utils import PreprocConfig, load_beats
+
+ROOT = Path(__file__).resolve().parents[1]
+RECS = ["--train-recs", "101", "106", "208", "--val-recs", "119", "--test-recs", "100", "105"]
+
+
+def base_args(mitbih_dir, out, *extra, model="liteecgnet", epochs=1):
+    return ["--model", model, "--epochs", str(epochs), "--device", "cpu", "--root", str(mitbih_dir),
+            "--no-download", "--out-dir", str(out), "--quiet", "--bootstrap", "200", "--class-limit", "300",
+            "--threads", "1", *RECS, *extra]
+
+
+def run_cli(args, **kw):
+    return subprocess.run([sys.executable, str(ROOT / "trainer.py"), *args], capture_output=True, text=True,
+                          cwd=ROOT, timeout=600, **kw)
+
+
+def outputs(out: Path):
+    ckpts = sorted(p for p in out.glob("ecg_lightweight_*.pt") if not p.name.endswith(".last.pt"))
+    reports = sorted(out.glob("eval_report_*.json"))
+    return ckpts, reports
+
+
+@pytest.fixture(scope="module")
+def one_run(mitbih_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    # default --device (cuda) must fall back to CPU with a message on this machine
+    args = [a for a in base_args(mitbih_dir, out) if a not in ("--device", "cpu")]
+    r = run_cli(args)
+    assert r.returncode == 0, r.stderr
+    (ckpt,), (rep,) = outputs(out)
+    return out, ckpt, json.loads(rep.read_text()), r
+
+
+def test_one_epoch_writes_checkpoint_and_report(one_run):
+    out, ckpt, report, r = one_run
+    if not torch.cuda.is_available():
+        assert "CUDA is not available on this machine: running on CPU" in r.stdout
+    assert not list(out.glob("*.tmp")) and not list(out.glob("*.last.pt"))
+    trainer.validate_report(report)  # the schema documented in README.md
+    assert report["model"] == "liteecgnet" and report["classes"] == ["N", "SVEB", "VEB", "Other"]
+    assert report["dataset"]["records"]["test"] == ["100", "105"]
+    assert len(report["history"]) == 1 and report["best_val"]["epoch"] == 1
+    cm = np.array(report["test"]["confusion_matrix"]["matrix"])
+    assert cm.sum() == report["test"]["n_beats"] == sum(report["dataset"]["class_counts"]["test"].values())
+    assert report["test"]["ci"]["method"] == "bootstrap-record"
+    assert report["model_metrics"]["macs"] > 0 and report["model_metrics"]["params_total"] > 0
+
+
+def test_checkpoint_rebuilds_and_reproduces_predictions(one_run, mitbih_dir):
+    _, ckpt_path, report, _ = one_run
+    raw = torch.load(ckpt_path, weights_only=True)  # plain data only, loads without our code
+    for k in ("state_dict", "model_name", "model_config", "class_names", "preprocessing", "args",
+              "best_epoch", "best_val_f1", "versions"):
+        assert k in raw
+    model, ckpt = trainer.load_checkpoint(ckpt_path)
+    data = load_beats(mitbih_dir, PreprocConfig.from_dict(ckpt["preprocessing"]),
+                      records=["101", "106", "208", "119", "100", "105"], use_cache=False, download=False)
+    s = make_splits(data, "stratified", 1337, explicit={"train": ["101", "106", "208"], "val": ["119"],
+                                                        "test": ["100", "105"]})
+    pred, _, _ = trainer.predict(model, trainer.BeatTensors(data, s.test), 256, use_rr=False)
+    import hashlib
+    assert hashlib.sha256(pred.astype(np.int8).tobytes()).hexdigest() == report["test"]["predictions_sha256"]
+    assert float((pred == data.y[s.test]).mean()) == pytest.approx(report["test"]["accuracy"], abs=0)
+
+
+def test_eval_only_and_evaluate_py_reproduce_the_report(one_run, tmp_path):
+    out, ckpt, report, _ = one_run
+    r = subprocess.run([sys.executable, str(ROOT / "evaluate.py"), str(ckpt), "--out-dir", str(tmp_path),
+                        "--quiet", "--device", "cpu"], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert r.returncode == 0, r.stderr
+    (rep,) = tmp_path.glob("eval_report_*.json")
+    again = json.loads(rep.read_text())
+    trainer.validate_report(again)
+    assert again["test"]["predictions_sha256"] == report["test"]["predictions_sha256"]
+    assert again["test"]["macro_f1"] == report["test"]["macro_f1"]
+
+
+def test_same_seed_same_metrics(one_run, mitbih_dir, tmp_path):
+    _, _, first, _ = one_run
+    assert trainer.main(base_args(mitbih_dir, tmp_path)) == 0
+    _, (rep,) = outputs(tmp_path)
+    second = json.loads(rep.read_text())
+    for k in ("accuracy", "macro_f1", "predictions_sha256", "confusion_matrix"):
+        assert second["test"][k] == first["test"][k]
+    assert second["history"][0]["train_loss"] == first["history"][0]["train_loss"]
+
+
+def test_resume_after_interrupt_ends_like_uninterrupted(mitbih_dir, tmp_path):
+    full, part = tmp_path / "full", tmp_path / "part"
+    # enough beats that an epoch lasts about a second: the interrupt lands inside epoch 2
+    args = lambda out: [*base_args(mitbih_dir, out, epochs=3), "--class-limit", "1500"]  # noqa: E731
+    assert trainer.main(args(full)) == 0
+    # interrupt a subprocess with Ctrl-C (SIGINT) once the first epoch is reported
+    p = subprocess.Popen([sys.executable, str(ROOT / "trainer.py"), *args(part)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    for line in p.stdout:
+        if line.startswith("epoch   1/"):
+            p.send_signal(signal.SIGINT)
+            break
+    rest, err = p.communicate(timeout=300)
+    assert p.returncode == 130, err
+    assert "interrupted" in rest
+    (last,) = part.glob("*.last.pt")
+    ckpts, reports = outputs(part)
+    assert len(ckpts) == 1 and len(reports) == 1  # the best-so-far model was evaluated and written
+    assert trainer.main(["--resume", str(last), "--quiet"]) == 0
+    assert not list(part.glob("*.last.pt"))
+    _, (a,) = outputs(full)
+    _, (b,) = outputs(part)
+    a, b = json.loads(a.read_text()), json.loads(b.read_text())
+    assert [h["train_loss"] for h in a["history"]] == [h["train_loss"] for h in b["history"]]
+    assert a["test"]["predictions_sha256"] == b["test"]["predictions_sha256"]
+    assert a["test"]["macro_f1"] == b["test"]["macro_f1"]
+
+
+# --- bad input: one line on stderr, non-zero exit, nothing written ----------------------------
+
+@pytest.mark.parametrize("extra,match", [
+    (["--model", "nope"], "invalid choice: 'nope'"),
+    (["--epochs", "0"], "--epochs must be >= 1"),
+    (["--batch-size", "-4"], "--batch-size must be >= 1"),
+    (["--lr", "0"], "--lr must be a positive number"),
+    (["--segment-sec", "0.001"], "samples per beat"),
+    (["--resume", "/nonexistent/x.last.pt"], "does not exist"),
+    (["--eval-only", "/nonexistent/x.pt"], "does not exist"),
+    (["--train-recs", "100"], "go together"),
+    (["--classes", "nope"], "invalid choice"),
+])
+def test_bad_arguments(mitbih_dir, tmp_path, capsys, extra, match):
+    out = tmp_path / "out"
+    args = ["--root", str(mitbih_dir), "--no-download", "--out-dir", str(out), "--device", "cpu", *extra]
+    assert trainer.main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and match in err, err
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_bad_input_from_a_real_shell(tmp_path):
+    r = run_cli(["--model", "nope"])
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in r.stderr and "liteecgnet" in r.stderr
+    r = run_cli(["--root", str(tmp_path / "none"), "--no-download", "--out-dir", str(tmp_path / "o"),
+                 "--device", "cpu"])
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "missing" in r.stderr and "physionet.org" in r.stderr
+
+
+def test_unwritable_out_dir(mitbih_dir, tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert trainer.main(["--root", str(mitbih_dir), "--out-dir", str(blocker / "sub"), "--device", "cpu"]) == 2
+    assert "cannot write to --out-dir" in capsys.readouterr().err
+
+
+def test_non_checkpoint_and_mismatched_checkpoint(one_run, tmp_path, capsys):
+    _, ckpt, _, _ = one_run
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"definitely not a checkpoint")
+    assert trainer.main(["--eval-only", str(junk), "--out-dir", str(tmp_path / "o")]) == 2
+    assert "not a readable checkpoint" in capsys.readouterr().err
+    other = tmp_path / "other.pt"
+    torch.save({"weights": torch.zeros(2)}, other)
+    assert trainer.main(["--eval-only", str(other), "--out-dir", str(tmp_path / "o")]) == 2
+    assert "not a LiteECG checkpoint" in capsys.readouterr().err
+    for flag in (["--model", "resnet"], ["--classes", "aami5"]):
+        assert trainer.main(["--eval-only", str(ckpt), "--out-dir", str(tmp_path / "o"), *flag]) == 2
+        assert "checkpoint, but" in capsys.readouterr().err
+    assert trainer.main(["--resume", str(ckpt), "--out-dir", str(tmp_path / "o")]) == 2
+    assert "final checkpoint" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+
+
+def test_focal_class_weights_and_rr_options_train(mitbih_dir, tmp_path):
+    assert trainer.main(base_args(mitbih_dir, tmp_path, "--focal", "--class-weights", "--rr",
+                                  "--classes", "aami5")) == 0
+    (ckpt,), (rep,) = outputs(tmp_path)
+    report = json.loads(rep.read_text())
+    assert report["classes"] == ["N", "S", "V", "F", "Q"] and report["args"]["rr"] is True
+    model, c = trainer.load_checkpoint(ckpt)
+    assert c["rr_dim"] == 4 and model.rr_dim == 4
+
+
+def test_focal_loss_matches_cross_entropy_at_gamma_zero():
+    logits, y = torch.randn(16, 4), torch.randint(0, 4, (16,))
+    w = torch.tensor([1.0, 2.0, 0.5, 3.0])
+    ce = torch.nn.functional.cross_entropy(logits, y, weight=w)
+    assert torch.allclose(trainer.make_loss(True, 0.0, w)(logits, y), ce, atol=1e-6)
+    # gamma > 0 down-weights easy beats: loss never above CE
+    assert trainer.make_loss(True, 2.0, None)(logits, y) <= torch.nn.functional.cross_entropy(logits, y)
+
+
+def test_class_weights_inverse_frequency():
+    w = trainer.class_weights(np.array([0, 0, 0, 1]), 3)
+    # N / (C * n_c): 4 / (3*3), 4 / (3*1), absent class -> 0
+    assert torch.allclose(w, torch.tensor([4 / 9, 4 / 3, 0.0]))
