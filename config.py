@@ -29,5 +29,43 @@ TRAIN_DEFAULTS = {
 }
 
 # --- model configurations (BEGIN MODEL CONFIGS; owned by models/) -----------------------------
-# (filled in by the models work: LITEECGNET_CONFIG = {...} etc. and MODEL_CONFIGS mapping)
+# Constructor settings of each architecture (models/<Name>.py documents every key); the registry
+# (models.create_model) merges overrides on top, and a checkpoint stores the merged dict.
+LITEECGNET_CONFIG = {
+    "stem_channels": 16, "stem_stride": 4, "stem_kernel": 3, "coord": True,
+    "channels": (32, 48, 64), "strides": (2, 2, 2), "kernels": (3, 5, 7),
+    "se": (False, True, True), "se_reduction": 4, "dropout": 0.1,
+}
+ECGNET_CONFIG = {
+    "stem_channels": 32, "stem_stride": 4, "stem_kernel": 3, "coord": True,
+    "branch_kernels": (3, 5, 9), "branch_channels": 16, "channels": (64, 96), "kernel": 5,
+    "dropout": 0.2,
+}
+SE_ECGNET_CONFIG = {**ECGNET_CONFIG, "se_reduction": 4}
+BIRCNN_CONFIG = {
+    "stem_channels": 32, "stem_stride": 4, "stem_kernel": 3, "coord": True,
+    "channels": (48, 64), "kernel": 5, "rnn": "gru", "hidden": 48, "rnn_layers": 1, "dropout": 0.2,
+}
+RESNET_CONFIG = {
+    "stem_channels": 32, "stem_stride": 8, "stem_kernel": 3, "coord": True,
+    "channels": (32, 48, 64, 96), "blocks": (2, 2, 2, 2), "kernel": 3, "dropout": 0.1,
+}
+DEEPECGNET_CONFIG = {
+    "stem_channels": 32, "stem_stride": 4, "stem_kernel": 3, "coord": True, "d_model": 64,
+    "conv_strides": (2, 2, 2), "kernel": 5, "heads": 4, "layers": 2, "ff_dim": 128,
+    "attn_dropout": 0.0, "dropout": 0.1,
+}
+LDCNN_CONFIG = {
+    "stem_channels": 16, "stem_stride": 4, "stem_kernel": 3, "coord": True,
+    "channels": (32, 48, 64), "kernel": 5, "head_hidden": 64, "dropout": 0.2,
+}
+MODEL_CONFIGS = {
+    "liteecgnet": LITEECGNET_CONFIG,
+    "ecgnet": ECGNET_CONFIG,
+    "se_ecgnet": SE_ECGNET_CONFIG,
+    "bircnn": BIRCNN_CONFIG,
+    "resnet": RESNET_CONFIG,
+    "deepecgnet": DEEPECGNET_CONFIG,
+    "ldcnn": LDCNN_CONFIG,
+}
 # --- (END MODEL CONFIGS) ----------------------------------------------------------------------

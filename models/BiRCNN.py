@@ -1,0 +1,41 @@
+"""BiRCNN: convolutional front end + bidirectional recurrent layer over the feature sequence.
+
+The CNN-RNN hybrid used for beat classification in e.g. Zhang et al. 2019 / Mousavi & Afghah
+2019: convolutions extract local morphology and shorten the sequence, a bidirectional GRU (or
+LSTM) reads the feature sequence in both directions to model the beat's temporal context, and
+attention pooling summarises the recurrent states. The front end downsamples 16x, so the
+recurrence runs over 45 steps for a 720-sample beat: the sequential part stays cheap on a CPU.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from .common import AttentionPool, BeatClassifier, ConvBN, PatchStem
+
+RNN_TYPES = {"gru": nn.GRU, "lstm": nn.LSTM}
+
+
+class BiRCNN(BeatClassifier):
+    def __init__(self, num_classes: int = 4, rr_dim: int = 0, stem_channels: int = 32,
+                 stem_stride: int = 4, stem_kernel: int = 3, coord: bool = True,
+                 channels: tuple[int, ...] = (48, 64), kernel: int = 5,
+                 rnn: str = "gru", hidden: int = 48, rnn_layers: int = 1, dropout: float = 0.2):
+        if rnn not in RNN_TYPES:
+            raise ValueError(f"unknown rnn {rnn!r}; choose one of {sorted(RNN_TYPES)}")
+        super().__init__(num_classes, 2 * hidden, rr_dim, dropout=dropout)
+        self.stem = PatchStem(stem_channels, stem_stride, stem_kernel, coord)
+        convs, c = [], stem_channels
+        for c_out in channels:  # each halves the sequence
+            convs.append(ConvBN(c, c_out, kernel, stride=2))
+            c = c_out
+        self.convs = nn.Sequential(*convs)
+        self.rnn = RNN_TYPES[rnn](c, hidden, num_layers=rnn_layers, batch_first=True,
+                                  bidirectional=True)
+        self.pool = AttentionPool(2 * hidden)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.convs(self.stem(x))  # (B, 64, T/16)
+        h, _ = self.rnn(x.transpose(1, 2))  # (B, T/16, 2H)
+        return self.pool(h.transpose(1, 2))  # (B, 2H)

@@ -1,0 +1,62 @@
+"""DeepECGNet: convolutional stem + Transformer encoder + attentive pooling.
+
+The conv-then-self-attention design of e.g. Natarajan et al. 2020 ("A Wide and Deep
+Transformer Neural Network for 12-Lead ECG Classification") and Yan et al. 2019, for one lead:
+a strided conv stem turns the beat into a short sequence of local-morphology tokens, a pre-norm
+Transformer encoder (Vaswani et al. 2017) relates them across the whole window (the beat and
+its neighbours), and learned attention pooling weights the tokens into one vector.
+Sinusoidal position encodings are added because attention alone is blind to order.
+
+CPU budget: the stem and three strided convs cut a 720-sample beat to 23 tokens, and the encoder
+runs without internal dropout (regularisation comes from the head's dropout): dropout on the
+attention weights forces PyTorch's unfused attention path and costs more than attention itself.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+
+from .common import AttentionPool, BeatClassifier, ConvBN, PatchStem
+
+
+def sinusoid(length: int, dim: int) -> torch.Tensor:
+    """(length, dim) sinusoidal position encodings (Vaswani et al. 2017)."""
+    pos = torch.arange(length, dtype=torch.float32)[:, None]
+    freq = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10000.0) / dim))
+    pe = torch.zeros(length, dim)
+    pe[:, 0::2], pe[:, 1::2] = torch.sin(pos * freq), torch.cos(pos * freq)
+    return pe
+
+
+class DeepECGNet(BeatClassifier):
+    def __init__(self, num_classes: int = 4, rr_dim: int = 0, stem_channels: int = 32,
+                 stem_stride: int = 4, stem_kernel: int = 3, coord: bool = True, d_model: int = 64,
+                 conv_strides: tuple[int, ...] = (2, 2, 2), kernel: int = 5, heads: int = 4,
+                 layers: int = 2, ff_dim: int = 128, attn_dropout: float = 0.0,
+                 dropout: float = 0.1, max_tokens: int = 512):
+        super().__init__(num_classes, d_model, rr_dim, dropout=dropout)
+        self.stem = PatchStem(stem_channels, stem_stride, stem_kernel, coord)
+        convs, c = [], stem_channels
+        for s in conv_strides:
+            convs.append(ConvBN(c, d_model, kernel, stride=s))
+            c = d_model
+        self.convs = nn.Sequential(*convs)
+        self.register_buffer("pos", sinusoid(max_tokens, d_model), persistent=False)
+        self.encoder = nn.ModuleList(
+            nn.TransformerEncoderLayer(d_model, heads, ff_dim, attn_dropout, activation="gelu",
+                                       batch_first=True, norm_first=True)
+            for _ in range(layers))
+        self.norm = nn.LayerNorm(d_model)
+        self.pool = AttentionPool(d_model)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.convs(self.stem(x)).transpose(1, 2)  # (B, L, D) tokens, L = T/32
+        n = x.shape[1]
+        pos = self.pos[:n] if n <= self.pos.shape[0] else sinusoid(n, x.shape[2]).to(x)
+        x = x + pos
+        for layer in self.encoder:
+            x = layer(x)  # (B, L, D)
+        return self.pool(self.norm(x).transpose(1, 2))  # (B, D)

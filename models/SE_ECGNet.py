@@ -1,0 +1,17 @@
+"""SE-ECGNet: ECGNet with squeeze-and-excitation in every residual block.
+
+The multi-scale ECGNet of Murugesan et al. 2018 (see ECGNet.py) with the channel attention of
+Hu et al. 2018, "Squeeze-and-Excitation Networks": each residual block rescales its channels
+by a gate computed from their global average before the skip connection is added.
+"""
+
+from __future__ import annotations
+
+from .ECGNet import ECGNet
+
+
+class SE_ECGNet(ECGNet):
+    def __init__(self, num_classes: int = 4, rr_dim: int = 0, se_reduction: int = 4, **kw):
+        if se_reduction < 1:
+            raise ValueError("se_ecgnet needs se_reduction >= 1 (that is what makes it SE)")
+        super().__init__(num_classes, rr_dim, se_reduction=se_reduction, **kw)

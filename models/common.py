@@ -1,0 +1,228 @@
+"""Shared building blocks for the seven beat classifiers.
+
+Every model is a `BeatClassifier`: `forward_features` maps a `(B, 1, T)` beat window to a pooled
+`(B, D)` vector, and one shared head turns it (plus optional RR-interval features) into logits.
+Keeping the head here means the RR option behaves identically for all seven architectures.
+
+The blocks below are chosen for this suite's CPU budget (2 cores): the stem downsamples at once
+via space-to-depth so every later layer runs on a short sequence, and pooling is done by
+reshaping (no `max_pool1d` with indices, which is slow to back-propagate on CPU).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class BeatClassifier(nn.Module):
+    """Base class: `forward(x, rr=None)` = head(concat(forward_features(x), rr))."""
+
+    def __init__(self, num_classes: int, feature_dim: int, rr_dim: int = 0,
+                 head_hidden: int = 0, dropout: float = 0.0):
+        super().__init__()
+        if num_classes < 2:
+            raise ValueError(f"num_classes must be >= 2, got {num_classes}")
+        if rr_dim < 0:
+            raise ValueError(f"rr_dim must be >= 0, got {rr_dim}")
+        self.num_classes, self.rr_dim, self.feature_dim = num_classes, rr_dim, feature_dim
+        self.dropout = dropout
+        d_in = feature_dim + rr_dim
+        # a small MLP head (LDCNN-style) or a single linear layer; dropout is applied
+        # functionally in forward (one module call fewer per layer at batch-1 latency)
+        self.hidden = nn.Linear(d_in, head_hidden) if head_hidden else None
+        self.fc = nn.Linear(head_hidden or d_in, num_classes)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 1, T) -> (B, feature_dim). Implemented by each architecture."""
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor, rr: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, 1, T) beat windows [+ (B, rr_dim) RR features] -> (B, num_classes) logits."""
+        if x.dim() != 3 or x.shape[1] != 1:
+            raise ValueError(f"expected input of shape (B, 1, T), got {tuple(x.shape)}")
+        f = self.forward_features(x)  # (B, D)
+        if self.rr_dim:
+            if rr is None or rr.shape != (x.shape[0], self.rr_dim):
+                got = None if rr is None else tuple(rr.shape)
+                raise ValueError(f"model built with rr_dim={self.rr_dim} needs rr of shape "
+                                 f"({x.shape[0]}, {self.rr_dim}), got {got}")
+            f = torch.cat([f, rr.to(f.dtype)], dim=1)  # (B, D + rr_dim)
+        elif rr is not None:
+            raise ValueError("rr features were passed but the model was built with rr_dim=0")
+        drop = self.training and self.dropout > 0  # (F.dropout costs a call even when off)
+        if drop:
+            f = F.dropout(f, self.dropout, True)
+        if self.hidden is not None:
+            f = torch.relu(self.hidden(f))
+            if drop:
+                f = F.dropout(f, self.dropout, True)
+        return self.fc(f)  # (B, num_classes)
+
+
+class ConvBN(nn.Module):
+    """Conv1d (no bias) + BatchNorm1d [+ ReLU], 'same' padding for odd kernels.
+
+    In training, or whenever autograd is on, it runs conv -> BN as usual. For inference
+    (eval mode and no grad) it runs ONE conv with the BN folded into kernel and bias; the folded
+    pair is cached and rebuilt whenever a parameter or BN statistic changes (tensor version
+    counters), so an optimizer step or `load_state_dict` can never leave it stale. Folding removes
+    a whole pass over the activations, which matters for batch-1 latency on a CPU.
+
+    Subclasses may override `kernel()` to compose the weight from other parameters
+    (LiteECGNet's separable kernels); MAC counters read `in_channels`, `out_channels`,
+    `kernel_size` and `groups` (profiling.py has a rule for this class).
+    """
+
+    def __init__(self, c_in: int, c_out: int, k: int, stride: int = 1, groups: int = 1,
+                 act: bool = True, weight: bool = True):
+        super().__init__()
+        self.in_channels, self.out_channels, self.kernel_size = c_in, c_out, k
+        self.stride, self.padding, self.groups, self.act = stride, k // 2, groups, act
+        if weight:  # subclasses that compose their kernel pass weight=False
+            self.weight = nn.Parameter(torch.empty(c_out, c_in // groups, k))
+            nn.init.kaiming_normal_(self.weight, mode="fan_out", nonlinearity="relu")
+        self.bn = nn.BatchNorm1d(c_out)
+        self._folded: tuple | None = None
+
+    def kernel(self) -> torch.Tensor:
+        """The conv weight, (c_out, c_in // groups, k)."""
+        return self.weight
+
+    def _fold(self) -> tuple[torch.Tensor, torch.Tensor]:
+        bn = self.bn
+        tensors = (*self._parameters.values(), *bn._parameters.values(),
+                   bn.running_mean, bn.running_var)
+        # version counters move on every in-place update (optimizer step, load_state_dict, BN
+        # statistics); data_ptr moves when .to() gives a tensor new storage
+        key = tuple((t._version, t.data_ptr()) for t in tensors)
+        cached = self._folded
+        if cached is None or cached[0] != key:
+            scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)  # (c_out,)
+            cached = self._folded = (key, self.kernel() * scale[:, None, None],
+                                     bn.bias - bn.running_mean * scale)
+        return cached[1], cached[2]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training or torch.is_grad_enabled():
+            y = self.bn(F.conv1d(x, self.kernel(), None, self.stride, self.padding, 1, self.groups))
+        else:  # inference: one conv with BN folded in
+            w, b = self._fold()
+            y = F.conv1d(x, w, b, self.stride, self.padding, 1, self.groups)
+        return torch.relu_(y) if self.act else y  # y is fresh: in place is safe
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+                f"stride={self.stride}, groups={self.groups}, act={self.act}")
+
+
+class PatchStem(nn.Module):
+    """Strided input stem: (B, 1, T) -> (B, C, ceil(T / r)).
+
+    Mathematically a Conv1d(c, C, kernel=r*k, stride=r): the signal is folded into r channels
+    (space-to-depth) and a dense k-tap conv runs over the folded sequence. A 1-channel strided
+    conv maps poorly onto CPU GEMM kernels; the folded form runs about 2x faster and leaves every
+    later layer with an r-times shorter sequence. T is zero-padded on the right to a multiple of r
+    so any window length works.
+
+    With `coord=True` a second input channel holds each sample's time relative to the window
+    centre (the R peak), in units of 360 samples (seconds at MIT-BIH's rate), as in CoordConv
+    (Liu et al. 2018). Convolutions and global pooling are blind to absolute position; this
+    channel lets a net tell *where* the neighbouring beats are, i.e. the RR intervals that
+    separate premature (S/V) beats from normal ones. It is the same for every T.
+    """
+
+    MAX_T = 1 << 14  # coordinate table length; longer windows compute theirs on the fly
+
+    def __init__(self, out_channels: int, stride: int = 4, kernel: int = 3, coord: bool = False):
+        super().__init__()
+        self.stride, self.coord = stride, coord
+        self.conv = ConvBN(stride * (2 if coord else 1), out_channels, kernel)
+        if coord:
+            pos = (torch.arange(self.MAX_T, dtype=torch.float32) - self.MAX_T // 2) / 360.0
+            self.register_buffer("pos", pos.view(1, 1, -1), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, _, t = x.shape
+        if self.coord:  # time of sample i: (i - t // 2) / 360, the R peak sits at t // 2
+            start = self.MAX_T // 2 - t // 2
+            pos = (self.pos[..., start:start + t] if t <= self.MAX_T else
+                   ((torch.arange(t, device=x.device) - t // 2) / 360.0).view(1, 1, t))
+            x = torch.cat([x, pos.to(x.dtype).expand(b, 1, t)], dim=1)  # (B, 2, T)
+        pad = (-t) % self.stride
+        if pad:
+            x = F.pad(x, (0, pad))
+        c = x.shape[1]
+        # (B, c, T) -> (B, c * r, T / r): channel j*r + p holds samples p, p + r, ... of input j
+        x = x.view(b, c, -1, self.stride).transpose(2, 3).reshape(b, c * self.stride, -1)
+        return self.conv(x)  # (B, C, T/r)
+
+
+def pool2(x: torch.Tensor, mode: str = "max") -> torch.Tensor:
+    """Halve the sequence: (B, C, T) -> (B, C, ceil(T/2)), pooling pairs of samples.
+
+    Done as a reshape + reduction because max_pool1d/avg_pool1d are several times slower to
+    back-propagate on CPU for these small shapes. Odd T is padded by repeating the last sample.
+    """
+    if x.shape[-1] % 2:
+        x = torch.cat([x, x[..., -1:]], dim=-1)
+    x = x.unflatten(-1, (-1, 2))  # (B, C, T/2, 2)
+    return x.amax(-1) if mode == "max" else x.mean(-1)
+
+
+class SqueezeExcite(nn.Module):
+    """Channel attention (Hu et al. 2018): rescale channels by a gate computed from their mean.
+
+    The two small FC layers are applied with F.linear on parameters held here (no nn.Linear
+    children): two module calls fewer per block, which is measurable at batch-1 latency.
+    """
+
+    def __init__(self, channels: int, reduction: int = 4):
+        super().__init__()
+        hidden = max(4, channels // reduction)
+        fc1, fc2 = nn.Linear(channels, hidden), nn.Linear(hidden, channels)  # default init
+        self.w1, self.b1 = fc1.weight, fc1.bias  # (H, C), (H,)
+        self.w2, self.b2 = fc2.weight, fc2.bias  # (C, H), (C,)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = torch.relu_(F.linear(x.mean(-1), self.w1, self.b1))  # (B, H)
+        s = torch.sigmoid_(F.linear(s, self.w2, self.b2))  # (B, C)
+        return x * s.unsqueeze(-1)  # (B, C, T)
+
+
+class AttentionPool(nn.Module):
+    """Temporal attention pooling: a learned score per time step, softmax over T, weighted sum.
+
+    Lets the classifier focus on the QRS complex (or the P wave) wherever it falls in the window,
+    and works for any T. The 1x1 scoring conv is written as a matmul (cheaper per call on CPU).
+    """
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.score = nn.Parameter(torch.randn(1, channels) / channels ** 0.5)  # (1, C)
+        # no bias: softmax over T is invariant to a constant shift
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = torch.softmax(torch.matmul(self.score, x), dim=-1)  # (B, 1, T)
+        return torch.matmul(x, w.transpose(1, 2)).squeeze(-1)  # (B, C)
+
+
+class BasicBlock(nn.Module):
+    """ResNet basic block (He et al. 2016), 1-D: two k-tap ConvBNs [+ SE] + shortcut, then ReLU.
+
+    The shortcut is the identity, or a strided 1x1 ConvBN when the shape changes.
+    """
+
+    def __init__(self, c_in: int, c_out: int, k: int = 3, stride: int = 1, se_reduction: int = 0):
+        super().__init__()
+        self.conv1 = ConvBN(c_in, c_out, k, stride)
+        self.conv2 = ConvBN(c_out, c_out, k, act=False)
+        self.se = SqueezeExcite(c_out, se_reduction) if se_reduction else None
+        self.short = ConvBN(c_in, c_out, 1, stride, act=False) if (stride != 1 or c_in != c_out) else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv2(self.conv1(x))  # (B, C_out, T/stride)
+        if self.se is not None:
+            y = self.se(y)
+        return torch.relu_(y + (x if self.short is None else self.short(x)))

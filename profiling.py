@@ -1,0 +1,430 @@
+"""Model cost metrics: parameters, size, MACs/FLOPs, latency, throughput, peak memory.
+
+Pure functions over an `nn.Module` that maps `(B, 1, T)` (+ optional `(B, rr_dim)` RR features)
+to logits; used by trainer.py (the report's "model_metrics") and by bench/.
+
+Definitions
+- MACs: multiply-accumulates of the weight and activation products - convolutions, linear
+  layers, matmuls (attention pooling, scaled dot-product attention), the gate products of
+  LSTM/GRU cells - for ONE sample (batch 1). FLOPs = 2 x MACs. Element-wise work (BN, which is
+  folded into the conv at inference anyway, activations, softmax, pooling, bias adds) is not a
+  MAC and is counted by neither counter, so the two can agree exactly.
+- The count comes from two independent counters, reconciled:
+  * `thop` (ultralytics-thop: module hooks + its functional matmul/linear/sdpa counter), with
+    the rules in `THOP_RULES` replacing thop's defaults where those mix in non-MAC operations
+    (norms, softmax, RNN bias/gate arithmetic, the softmax inside its MultiheadAttention rule)
+    or do not exist (`models.common.ConvBN`, whose conv runs functionally);
+  * `torch.utils.flop_counter.FlopCounterMode` (aten-level: mm/addmm/bmm/convolution/sdpa),
+    plus the formulas in `FLOP_COUNTER_RULES` for kernels it cannot see into: the CPU oneDNN
+    LSTM kernel (`aten.mkldnn_rnn_layer`, else an LSTM counts 0), cuDNN RNNs, and CPU
+    flash attention (`aten._scaled_dot_product_flash_attention_for_cpu`, which
+    `nn.TransformerEncoderLayer` uses). It is run with autograd enabled so PyTorch's fused
+    inference fast paths (`_native_multi_head_attention`, `_transformer_encoder_layer_fwd`,
+    opaque to it) are not taken.
+  `macs` is the thop count; `count_macs` raises if either counter finds nothing, and callers
+  can compare `thop_macs` with `flop_counter_macs` (the tests require agreement within 1%;
+  for the seven models they agree exactly).
+- Latency: batch 1, `torch.inference_mode`, eval mode, median and p90 of `runs` timed calls after
+  `warmup` untimed ones; wall clock on CPU, CUDA events (synchronised) on GPU.
+- Peak memory of one inference batch: on CUDA `torch.cuda.max_memory_allocated` minus what was
+  allocated before the call; on CPU the peak of the running sum of allocator events recorded by
+  `torch.profiler(profile_memory=True)` during the forward pass. Both count activations, kernel
+  workspaces and the output - not the weights or the input batch, which exist beforehand - and
+  neither is the process RSS.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import os
+import statistics
+import tempfile
+import time
+from contextlib import contextmanager
+
+import torch
+import torch.nn as nn
+from thop import profile as thop_profile
+from torch.utils.flop_counter import FlopCounterMode
+
+from models.common import ConvBN
+
+aten = torch.ops.aten
+
+
+# --------------------------------------------------------------------------------------------
+# Parameters and size
+# --------------------------------------------------------------------------------------------
+
+def count_params(model: nn.Module) -> dict:
+    """{"total": all parameters, "trainable": those with requires_grad}."""
+    ps = list(model.parameters())
+    return {"total": sum(p.numel() for p in ps),
+            "trainable": sum(p.numel() for p in ps if p.requires_grad)}
+
+
+def state_dict_bytes(model: nn.Module) -> int:
+    """Size in bytes of `torch.save(model.state_dict())`, i.e. of the saved weights."""
+    buf = io.BytesIO()
+    torch.save(model.state_dict(), buf)
+    return buf.tell()
+
+
+# --------------------------------------------------------------------------------------------
+# MACs: thop rules
+# --------------------------------------------------------------------------------------------
+
+def _rnn_macs(m: nn.RNNBase, evaluations: int) -> int:
+    """Gate products of a (multi-layer, maybe bidirectional) LSTM/GRU/RNN per cell evaluation.
+
+    Each layer and direction multiplies its input (I) and hidden state (H, or proj_size) by every
+    gate's weights: gates * H * (I + H_r) per step, plus H * proj for an LSTM projection.
+    """
+    gates = {"LSTM": 4, "GRU": 3}.get(m.mode, 1)
+    h_r = m.proj_size or m.hidden_size
+    dirs = 2 if m.bidirectional else 1
+    total = 0
+    for layer in range(m.num_layers):
+        i = m.input_size if layer == 0 else h_r * dirs
+        total += dirs * (gates * m.hidden_size * (i + h_r) + m.hidden_size * m.proj_size)
+    return evaluations * total
+
+
+def _thop_rnn(m: nn.RNNBase, x: tuple, y) -> None:
+    inp = x[0]
+    if isinstance(inp, nn.utils.rnn.PackedSequence):
+        n = int(inp.batch_sizes.sum())
+    else:
+        n = inp.shape[0] if inp.dim() == 2 else inp.shape[0] * inp.shape[1]
+    m.total_ops += _rnn_macs(m, n)
+
+
+def _thop_mha(m: nn.MultiheadAttention, x: tuple, y) -> None:
+    """Projections (q, k, v, out) + QK^T + AV of nn.MultiheadAttention, without the softmax."""
+    q, k = x[0], x[1]
+    seq = 1 if m.batch_first else 0  # unbatched input is (L, E)
+    L = q.shape[0] if q.dim() == 2 else q.shape[seq]
+    S = k.shape[0] if k.dim() == 2 else k.shape[seq]
+    B = 1 if q.dim() == 2 else q.shape[1 - seq]
+    E = m.embed_dim
+    S_att = S + (m.bias_k is not None) + bool(m.add_zero_attn)  # keys appended after projection
+    proj = L * E * E + S * E * (m.kdim + m.vdim) + L * E * E
+    m.total_ops += B * (proj + 2 * L * S_att * E)
+
+
+def _thop_convbn(m: ConvBN, x: tuple, y: torch.Tensor) -> None:
+    """ConvBN runs F.conv1d (BN folded at inference): output elements x (C_in / groups) x k."""
+    m.total_ops += y.numel() * (m.in_channels // m.groups) * m.kernel_size
+
+
+def _thop_zero(m: nn.Module, x: tuple, y) -> None:
+    """Element-wise layers: no multiply-accumulates."""
+
+
+THOP_RULES = {
+    ConvBN: _thop_convbn,
+    nn.LSTM: _thop_rnn, nn.GRU: _thop_rnn, nn.RNN: _thop_rnn,
+    nn.MultiheadAttention: _thop_mha,
+    nn.modules.batchnorm._NormBase: _thop_zero, nn.LayerNorm: _thop_zero, nn.GroupNorm: _thop_zero,
+    nn.Softmax: _thop_zero, nn.LogSoftmax: _thop_zero,
+    nn.modules.pooling._AvgPoolNd: _thop_zero, nn.modules.pooling._AdaptiveAvgPoolNd: _thop_zero,
+}
+# thop's Conv1d/2d and Linear rules are already pure MAC counts (no bias, groups handled), and
+# its functional counter covers torch.matmul / F.linear / bmm / einsum / sdpa outside modules.
+
+
+# --------------------------------------------------------------------------------------------
+# MACs: FlopCounterMode rules (FLOPs = 2 x MACs, aten-level shapes)
+# --------------------------------------------------------------------------------------------
+
+def _fc_mkldnn_rnn_layer(inp, w_ih, w_hh, *args, out_shape=None, **kw) -> int:
+    """aten.mkldnn_rnn_layer (one layer, one direction): every cell evaluation (time steps x
+    batch) multiplies by all of W_ih (gates*H, I) and W_hh (gates*H, H)."""
+    steps = inp[0] * inp[1] if len(inp) == 3 else inp[0]
+    return 2 * steps * (w_ih[0] * w_ih[1] + w_hh[0] * w_hh[1])
+
+
+def _fc_cudnn_rnn(inp, weights, weight_stride0, *args, out_shape=None, **kw) -> int:
+    """aten._cudnn_rnn: every 2-D weight (W_ih, W_hh, W_hr of each layer/direction) is applied
+    once per cell evaluation (time steps x batch)."""
+    steps = inp[0] * inp[1] if len(inp) == 3 else inp[0]
+    return 2 * steps * sum(w[0] * w[1] for w in weights if len(w) == 2)
+
+
+def _fc_sdpa_cpu(q, k, v, *args, out_shape=None, **kw) -> int:
+    """aten._scaled_dot_product_flash_attention_for_cpu: QK^T and AV, (B, H, L, d) layout."""
+    b, h, l, d = q
+    s, dv = k[2], v[3]
+    return 2 * b * h * l * s * (d + dv)
+
+
+FLOP_COUNTER_RULES = {
+    aten.mkldnn_rnn_layer: _fc_mkldnn_rnn_layer,
+    aten._cudnn_rnn: _fc_cudnn_rnn,
+    aten._scaled_dot_product_flash_attention_for_cpu: _fc_sdpa_cpu,
+}
+
+# parameter-free layers that do no multiply-accumulates (a leaf layer that has parameters must
+# have a counting rule, or count_macs refuses to guess)
+_FREE = (nn.ReLU, nn.GELU, nn.SiLU, nn.Sigmoid, nn.Tanh, nn.Dropout, nn.Identity, nn.Flatten,
+         nn.MaxPool1d, nn.AdaptiveMaxPool1d)
+
+
+def _example(model: nn.Module, seq_len: int, batch: int, rr_dim: int, device) -> tuple:
+    rr_dim = rr_dim or getattr(model, "rr_dim", 0)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(batch, 1, seq_len, generator=g).to(device)
+    return (x, torch.rand(batch, rr_dim, generator=g).to(device)) if rr_dim else (x,)
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    p = next(model.parameters(), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
+@contextmanager
+def _eval(model: nn.Module):
+    """Eval mode for the duration, then the caller's train/eval flags back."""
+    flags = {m: m.training for m in model.modules()}
+    model.eval()
+    try:
+        yield model
+    finally:
+        for m, f in flags.items():
+            m.training = f
+
+
+def _check_rules(model: nn.Module) -> None:
+    from thop.profile import register_hooks
+    known = (*THOP_RULES, *register_hooks, *_FREE)
+    for name, m in model.named_modules():
+        own = list(m.parameters(recurse=False))
+        if own and not isinstance(m, known) and type(m).__module__.startswith("torch.nn"):
+            raise RuntimeError(f"no MAC rule for layer {name} ({type(m).__name__}); add one to "
+                               "profiling.THOP_RULES")
+
+
+def thop_macs(module: nn.Module, inputs: tuple) -> int:
+    """MACs of module(*inputs) by thop with THOP_RULES (eval mode, no grad), whole batch."""
+    _check_rules(module)
+    with _eval(module):
+        macs, _ = thop_profile(module, inputs=inputs, custom_ops=THOP_RULES, verbose=False)
+    return int(round(macs))
+
+
+def flop_counter_macs(module: nn.Module, inputs: tuple) -> int:
+    """MACs of module(*inputs) by FlopCounterMode + FLOP_COUNTER_RULES (forward, eval mode)."""
+    with _eval(module), torch.enable_grad():  # grad on: keep PyTorch off its opaque fast paths
+        counter = FlopCounterMode(display=False, custom_mapping=FLOP_COUNTER_RULES)
+        with counter:
+            module(*inputs)
+    return counter.get_total_flops() // 2
+
+
+def count_macs(model: nn.Module, seq_len: int = 720, rr_dim: int = 0) -> dict:
+    """{"macs", "flops" (= 2 x macs), "thop_macs", "flop_counter_macs"} for one beat of seq_len.
+
+    Raises RuntimeError when either counter finds no work (a model whose cost cannot be
+    counted), or a parameterised torch layer has no counting rule.
+    """
+    if _device_of(model).type != "cpu":  # count on CPU: cuDNN/fused kernels hide their work
+        model = copy.deepcopy(model).cpu()
+    inputs = _example(model, seq_len, 1, rr_dim, "cpu")
+    t, f = thop_macs(model, inputs), flop_counter_macs(model, inputs)
+    if t <= 0 or f <= 0:
+        raise RuntimeError(f"cannot count the cost of {type(model).__name__}: thop found {t} MACs, "
+                           f"FlopCounterMode {f}; add a rule for its layers in profiling.py")
+    return {"macs": t, "flops": 2 * t, "thop_macs": t, "flop_counter_macs": f}
+
+
+# --------------------------------------------------------------------------------------------
+# Timing
+# --------------------------------------------------------------------------------------------
+
+@contextmanager
+def _threads(n: int | None):
+    """torch.set_num_threads(n) for the duration (None: leave as is), then restore."""
+    old = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield torch.get_num_threads()
+    finally:
+        torch.set_num_threads(old)
+
+
+def _on(model: nn.Module, device: str | torch.device) -> nn.Module:
+    """The model on `device` (a copy if it lives elsewhere: the caller's model is not moved)."""
+    device = torch.device(device)
+    here = _device_of(model)
+    same = here.type == device.type and (device.index is None or here.index == device.index)
+    return model if same else copy.deepcopy(model).to(device)
+
+
+def _time_calls(model: nn.Module, inputs: tuple, warmup: int, runs: int, cuda: bool) -> list[float]:
+    """Seconds per call of model(*inputs), `runs` times after `warmup` untimed calls."""
+    times = []
+    with torch.inference_mode():
+        for _ in range(warmup):
+            model(*inputs)
+        if cuda:
+            torch.cuda.synchronize()
+            for _ in range(runs):
+                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                start.record()
+                model(*inputs)
+                end.record()
+                end.synchronize()
+                times.append(start.elapsed_time(end) / 1000.0)
+        else:
+            for _ in range(runs):
+                t0 = time.perf_counter()
+                model(*inputs)
+                times.append(time.perf_counter() - t0)
+    return times
+
+
+def _p90(xs: list[float]) -> float:
+    return statistics.quantiles(xs, n=10, method="inclusive")[-1]
+
+
+def measure_latency(model: nn.Module, seq_len: int = 720, device: str = "cpu",
+                    threads: int | None = None, warmup: int = 20, runs: int = 100,
+                    rr_dim: int = 0) -> dict:
+    """Batch-1 inference latency: {"median_ms", "p90_ms", "threads", "runs", "device"}."""
+    if runs < 2:
+        raise ValueError("runs must be >= 2")
+    model = _on(model, device)
+    cuda = torch.device(device).type == "cuda"
+    with _threads(threads) as n, _eval(model):
+        times = _time_calls(model, _example(model, seq_len, 1, rr_dim, device), warmup, runs, cuda)
+    return {"median_ms": statistics.median(times) * 1e3, "p90_ms": _p90(times) * 1e3,
+            "threads": n, "runs": runs, "device": str(device)}
+
+
+def measure_throughput(model: nn.Module, seq_len: int = 720, batch: int = 256, device: str = "cpu",
+                       threads: int | None = None, warmup: int = 3, runs: int = 10,
+                       rr_dim: int = 0) -> dict:
+    """Inference beats per second at `batch` (median over runs): {"beats_per_s", "batch", ...}."""
+    model = _on(model, device)
+    cuda = torch.device(device).type == "cuda"
+    with _threads(threads) as n, _eval(model):
+        times = _time_calls(model, _example(model, seq_len, batch, rr_dim, device), warmup, runs, cuda)
+    return {"beats_per_s": batch / statistics.median(times), "batch": batch, "threads": n,
+            "runs": runs, "device": str(device)}
+
+
+def measure_training_throughput(model: nn.Module, seq_len: int = 720, batch: int = 256,
+                                device: str = "cpu", threads: int | None = None, warmup: int = 3,
+                                runs: int = 10, rr_dim: int = 0, lr: float = 1e-3) -> dict:
+    """Training beats per second (forward + cross-entropy + backward + AdamW step) at `batch`,
+    median over runs, on a copy of the model (the caller's weights are not touched)."""
+    model = copy.deepcopy(model).to(device).train()
+    cuda = torch.device(device).type == "cuda"
+    inputs = _example(model, seq_len, batch, rr_dim, device)
+    y = torch.randint(0, model.num_classes if hasattr(model, "num_classes") else 2, (batch,),
+                      generator=torch.Generator().manual_seed(0)).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr)
+    times = []
+    with _threads(threads) as n:
+        for i in range(warmup + runs):
+            if cuda:
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            opt.zero_grad(set_to_none=True)
+            nn.functional.cross_entropy(model(*inputs), y).backward()
+            opt.step()
+            if cuda:
+                torch.cuda.synchronize()
+            if i >= warmup:
+                times.append(time.perf_counter() - t0)
+    return {"beats_per_s": batch / statistics.median(times), "batch": batch, "threads": n,
+            "runs": runs, "device": str(device)}
+
+
+# --------------------------------------------------------------------------------------------
+# Memory
+# --------------------------------------------------------------------------------------------
+
+def _cpu_peak_bytes(model: nn.Module, inputs: tuple) -> int:
+    """Peak of the running sum of CPU allocator events (allocations +, frees -) in one forward."""
+    from torch.profiler import ProfilerActivity, profile
+    with torch.inference_mode():
+        model(*inputs)  # warm-up: lazily built caches (folded BN) are not part of a batch's cost
+        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+            out = model(*inputs)
+        del out
+    fd, path = tempfile.mkstemp(suffix=".json")
+    os.close(fd)
+    try:
+        prof.export_chrome_trace(path)
+        with open(path) as f:
+            events = json.load(f)["traceEvents"]
+    finally:
+        os.unlink(path)
+    mem = sorted((e["ts"], e["args"]["Bytes"]) for e in events
+                 if e.get("name") == "[memory]" and e.get("args", {}).get("Device Type", 0) == 0)
+    if not mem:
+        raise RuntimeError("the profiler recorded no CPU memory events")
+    cur = peak = 0
+    for _, b in mem:
+        cur += b
+        peak = max(peak, cur)
+    return int(peak)
+
+
+def measure_memory(model: nn.Module, seq_len: int = 720, batch: int = 256, device: str = "cpu",
+                   rr_dim: int = 0) -> dict:
+    """Peak memory of one inference batch beyond weights and input: {"peak_bytes", "method"}."""
+    model = _on(model, device)
+    inputs = _example(model, seq_len, batch, rr_dim, device)
+    with _eval(model):
+        if torch.device(device).type == "cuda":
+            with torch.inference_mode():
+                model(*inputs)
+                torch.cuda.synchronize()
+                base = torch.cuda.memory_allocated()
+                torch.cuda.reset_peak_memory_stats()
+                out = model(*inputs)
+                torch.cuda.synchronize()
+                peak = torch.cuda.max_memory_allocated() - base
+                del out
+            return {"peak_bytes": int(peak), "method": "torch.cuda.max_memory_allocated minus "
+                    "memory allocated before the forward (activations, workspace, output)"}
+        peak = _cpu_peak_bytes(model, inputs)
+    return {"peak_bytes": peak, "method": "torch.profiler(profile_memory=True): peak running sum of "
+            "CPU allocations minus frees during one forward (activations, workspace, output)"}
+
+
+# --------------------------------------------------------------------------------------------
+# Everything, flattened for the report
+# --------------------------------------------------------------------------------------------
+
+def profile_model(model: nn.Module, seq_len: int = 720, device: str = "cpu", rr_dim: int = 0,
+                  batch: int = 256, runs: int = 100) -> dict:
+    """All metrics above as one flat dict (the report's "model_metrics" section)."""
+    device = str(device)
+    rr_dim = rr_dim or getattr(model, "rr_dim", 0)
+    params, macs = count_params(model), count_macs(model, seq_len, rr_dim)
+    lat = measure_latency(model, seq_len, device, runs=runs, rr_dim=rr_dim)
+    thr = measure_throughput(model, seq_len, batch, device, rr_dim=rr_dim)
+    mem = measure_memory(model, seq_len, batch, device, rr_dim=rr_dim)
+    out = {
+        "seq_len": seq_len, "rr_dim": rr_dim, "device": device,
+        "params_total": params["total"], "params_trainable": params["trainable"],
+        "state_dict_bytes": state_dict_bytes(model),
+        "macs": macs["macs"], "flops": macs["flops"], "thop_macs": macs["thop_macs"],
+        "flop_counter_macs": macs["flop_counter_macs"],
+        "latency_median_ms": lat["median_ms"], "latency_p90_ms": lat["p90_ms"],
+        "latency_threads": lat["threads"], "latency_runs": lat["runs"],
+        "throughput_beats_per_s": thr["beats_per_s"], "throughput_batch": thr["batch"],
+        "throughput_threads": thr["threads"],
+        "peak_memory_bytes": mem["peak_bytes"], "peak_memory_method": mem["method"],
+    }
+    out["state_dict_mb"] = out["state_dict_bytes"] / 2 ** 20
+    if torch.device(device).type == "cpu" and lat["threads"] != 1:
+        one = measure_latency(model, seq_len, device, threads=1, runs=runs, rr_dim=rr_dim)
+        out["latency_1thread_median_ms"], out["latency_1thread_p90_ms"] = one["median_ms"], one["p90_ms"]
+    return out
