@@ -1,0 +1,342 @@
+"""Run a trained checkpoint over a whole WFDB record and write its beat labels.
+
+    python predict.py data/records/ecg_lightweight_liteecgnet_<stamp>.pt ../shared/mitdb/100
+    python predict.py CKPT path/to/record --out-dir data/predictions --out-ext pred --device cpu
+    python predict.py CKPT ../shared/mitdb/100 --detect     # XQRS beats, matched to 100.atr
+
+Where the beats are:
+  - RECORD.atr exists (and no --detect): at its reference *beat* annotations (utils.BEAT_SYMBOLS,
+    read by utils.read_record), so every reference beat gets exactly one label.
+  - otherwise: at the R peaks wfdb.processing's XQRS detector finds (said in one line).
+
+Preprocessing comes entirely from the checkpoint ("preprocessing" -> utils.PreprocConfig): lead
+policy, zero-phase band-pass over the whole record, window length, per-window normalisation, and
+the RR features (utils.rr_features over all beats found) when the model was trained with them.
+Training *drops* beats whose window leaves the record (utils.cut_windows); here every beat must
+get a label, so the filtered signal is edge-padded by half a window at both ends (the first and
+last sample repeated) before the windows are cut. Beats away from the ends see exactly the
+training input; the few edge beats (3 in record 100 with 2 s windows) see a padded window and are flagged
+``edge_padded`` in the CSV.
+
+The sampling rate is not adapted: a record whose fs differs from the checkpoint's is refused with
+one line (resample it first, e.g. with wfdb.processing.resample_multichan).
+
+Outputs in --out-dir (written into a temp folder / temp file, then renamed):
+  RECORD.<out-ext>       WFDB annotation file (wfdb.wrann), one beat symbol per predicted beat;
+                         class -> symbol: N->N, S/SVEB->A, V/VEB->V, F->F, Q->Q, Other->Q
+                         (a representative MIT-BIH code of each class; read back with
+                         wfdb.rdann(path, "<out-ext>")).
+  RECORD.<out-ext>.csv   sample, time_s, label, symbol, edge_padded, p_<class> per class.
+
+With reference annotations the beat-by-beat comparison is printed: each predicted beat is paired
+with the nearest reference beat within 150 ms (one-to-one, closest pairs first, as bxb does;
+trivial when the beats *are* the reference positions), reference symbols are mapped to classes
+with the checkpoint's label scheme, and the paired labels give the confusion table,
+metrics.classification_metrics and metrics.ec57_stats (gross). Unpaired reference beats are
+"missed", unpaired predicted beats "extra" (QRS detection errors, outside the class statistics).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from dataset import BeatTensors
+from metrics import classification_metrics, ec57_stats
+from trainer import UsageError, load_checkpoint, predict, read_checkpoint, resolve_device
+from utils import (LABEL_SCHEMES, NORMALIZERS, BeatData, DataError, PreprocConfig, atomic_write, bandpass,
+                   cut_windows, read_record, read_signal, rr_features)
+
+# One representative MIT-BIH beat code per class, so any WFDB tool can read the labels.
+CLASS_SYMBOL = {"N": "N", "S": "A", "SVEB": "A", "V": "V", "VEB": "V", "F": "F", "Q": "Q", "Other": "Q"}
+MATCH_WINDOW_S = 0.150  # bxb / EC57 beat-matching window
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line instead of usage + message
+        raise UsageError(f"{message} (see --help)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(description="Label every beat of a WFDB record with a trained LiteECG checkpoint.")
+    p.add_argument("checkpoint", help="final checkpoint (.pt) written by trainer.py")
+    p.add_argument("record", help="WFDB record path without extension, e.g. ../shared/mitdb/100")
+    p.add_argument("--out-dir", default="data/predictions", help="output folder (default: data/predictions)")
+    p.add_argument("--out-ext", default="pred", help="annotation file extension (default: pred)")
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
+                   help="device; cuda falls back to cpu when unavailable (default: cpu)")
+    p.add_argument("--detect", action="store_true",
+                   help="find beats with XQRS even when RECORD.atr exists, and compare them with it (default: off)")
+    p.add_argument("--batch-size", type=int, default=1024, help="beats per forward pass (default: 1024)")
+    return p
+
+
+# ----------------------------------------------------------------------------------------------
+# Signal and beat positions
+# ----------------------------------------------------------------------------------------------
+
+def _check_header(root: Path, rec: str, cfg: PreprocConfig):
+    """Header of the record; refuses a missing record or a sampling rate the model never saw."""
+    import wfdb
+    if not (root / f"{rec}.hea").is_file():
+        raise DataError(f"record {root / rec} not found (no {rec}.hea in {root})")
+    try:
+        hdr = wfdb.rdheader(str(root / rec))
+    except Exception as e:
+        raise DataError(f"record {rec}: cannot read header ({type(e).__name__}: {e})") from None
+    if hdr.fs != cfg.fs:
+        raise DataError(f"record {rec} is sampled at {hdr.fs:g} Hz but the checkpoint was trained at "
+                        f"{cfg.fs} Hz; resample the record to {cfg.fs} Hz first (predict.py does not resample)")
+    return hdr
+
+
+def detect_beats(sig: np.ndarray, fs: int) -> np.ndarray:
+    """R peaks by wfdb.processing XQRS (its own filtering; on record 100 within 1 sample of the
+    reference positions). -> sorted int64 samples."""
+    from wfdb import processing
+    try:
+        qrs = processing.xqrs_detect(sig=sig, fs=fs, verbose=False)
+    except Exception as e:
+        raise DataError(f"XQRS beat detection failed ({type(e).__name__}: {e})") from None
+    return np.unique(np.asarray(qrs, dtype=np.int64))
+
+
+# ----------------------------------------------------------------------------------------------
+# Model input and inference
+# ----------------------------------------------------------------------------------------------
+
+def beat_windows(sig: np.ndarray, samples: np.ndarray, cfg: PreprocConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Normalised windows for *every* beat -> (x (N, T) float32, edge_padded (N,) bool).
+
+    The pipeline's own steps (bandpass, cut_windows, NORMALIZERS) on the filtered signal
+    edge-padded by half a window at both ends, so no beat is dropped."""
+    try:
+        filt = bandpass(sig, cfg).astype(np.float32)       # as utils.process_record: filter, then float32
+    except ValueError as e:  # filtfilt needs a signal longer than its padding
+        raise DataError(f"signal of {len(sig)} samples is too short to filter ({e})") from None
+    _, inside = cut_windows(filt, samples, cfg.window)      # which beats training would have kept
+    half = cfg.window // 2
+    padded = np.pad(filt, (half, half), mode="edge")
+    win, keep = cut_windows(padded, samples + half, cfg.window)  # (N, T)
+    assert keep.all(), "half-window edge padding must keep every beat"
+    return NORMALIZERS[cfg.normalize](win), ~inside
+
+
+def classify(model, x: np.ndarray, rr: np.ndarray | None, cfg: PreprocConfig, class_names: list[str],
+             device, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Class index (N,) and probabilities (N, C) through trainer.predict (the test code path)."""
+    n = len(x)
+    data = BeatData(x=x, y=np.zeros(n, np.int64), record=np.zeros(n, np.int32), rpeak=np.zeros(n, np.int64),
+                    rr=rr if rr is not None else np.zeros((n, 4), np.float32), symbol=np.full(n, "?"),
+                    class_names=class_names, config=cfg)
+    pred, prob, _ = predict(model, BeatTensors(data, np.arange(n), device), batch_size, rr is not None)
+    return pred, prob
+
+
+# ----------------------------------------------------------------------------------------------
+# Comparison with the reference
+# ----------------------------------------------------------------------------------------------
+
+def match_beats(ref: np.ndarray, test: np.ndarray, tol: int) -> tuple[np.ndarray, np.ndarray]:
+    """One-to-one pairing of sorted sample arrays within `tol` samples, closest pairs first.
+    -> (ref index, test index) of the pairs, ordered by reference beat."""
+    # candidate pairs: every test beat within tol of a reference beat (a handful per beat)
+    lo = np.searchsorted(test, ref - tol, side="left")
+    hi = np.searchsorted(test, ref + tol, side="right")
+    ri = np.repeat(np.arange(len(ref)), hi - lo)
+    ti = np.concatenate([np.arange(a, b) for a, b in zip(lo, hi)]) if len(ref) else np.zeros(0, np.int64)
+    ti = ti.astype(np.int64)
+    order = np.lexsort((ri, np.abs(ref[ri] - test[ti])))  # by distance, ties by reference order
+    used_r, used_t, pairs = np.zeros(len(ref), bool), np.zeros(len(test), bool), []
+    for k in order:
+        r, t = ri[k], ti[k]
+        if not used_r[r] and not used_t[t]:
+            used_r[r] = used_t[t] = True
+            pairs.append((r, t))
+    pairs.sort()
+    p = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+    return p[:, 0], p[:, 1]
+
+
+def compare(ref_samp: np.ndarray, ref_sym: np.ndarray, samples: np.ndarray, pred: np.ndarray,
+            cfg: PreprocConfig, class_names: list[str]) -> dict:
+    """Beat-by-beat comparison with the reference: paired labels, confusion, metrics, EC57."""
+    table = LABEL_SCHEMES[cfg.classes]
+    known = np.array([s in table for s in ref_sym], bool)   # every beat symbol, for both schemes
+    ref_samp, ref_sym = ref_samp[known], ref_sym[known]
+    ri, ti = match_beats(ref_samp, samples, int(round(MATCH_WINDOW_S * cfg.fs)))
+    y_true = np.array([table[s] for s in ref_sym[ri]], dtype=np.int64)
+    y_pred = pred[ti]
+    out = {"matched": int(len(ri)), "missed": int(len(ref_samp) - len(ri)), "extra": int(len(samples) - len(ti)),
+           "ref_index": ri, "pred_index": ti, "y_true": y_true, "y_pred": y_pred,
+           "missed_by_class": np.bincount(np.array([table[s] for s in np.delete(ref_sym, ri)], dtype=np.int64),
+                                          minlength=len(class_names)).tolist(),
+           "extra_by_class": np.bincount(np.delete(pred, ti), minlength=len(class_names)).tolist()}
+    if len(ri):
+        out["metrics"] = classification_metrics(y_true, y_pred, class_names)
+        out["ec57"] = ec57_stats(y_true, y_pred, class_names)
+    return out
+
+
+def _fmt(v) -> str:
+    return "-" if v is None else f"{v:.4f}"
+
+
+def format_comparison(c: dict, class_names: list[str]) -> list[str]:
+    """The printed comparison: confusion table (rows reference, columns predicted, bxb-style
+    'missed' column and 'extra' row), then accuracy / F1 and the EC57 gross statistics."""
+    lines = [f"beat-by-beat vs reference (match window {MATCH_WINDOW_S * 1000:.0f} ms): "
+             f"{c['matched']} paired, {c['missed']} reference beats missed, {c['extra']} extra beats"]
+    if not c["matched"]:
+        return lines + ["no beat could be paired with the reference: no class statistics"]
+    cm = np.asarray(c["metrics"]["confusion_matrix"]["matrix"])
+    w = max(7, *(len(n) + 1 for n in class_names))
+    head = "ref \\ pred".ljust(11) + "".join(n.rjust(w) for n in class_names) + "missed".rjust(w)
+    lines += ["confusion (rows = reference, columns = predicted):", head]
+    for k, n in enumerate(class_names):
+        lines.append(n.ljust(11) + "".join(str(v).rjust(w) for v in cm[k]) + str(c["missed_by_class"][k]).rjust(w))
+    lines.append("extra".ljust(11) + "".join(str(v).rjust(w) for v in c["extra_by_class"]))
+    m = c["metrics"]
+    lines.append(f"accuracy {m['accuracy']:.4f}  macro-F1 {m['macro_f1']:.4f}  weighted-F1 {m['weighted_f1']:.4f}")
+    g, stats = c["ec57"]["gross"], ("Se", "+P", "FPR", "Acc")
+    lines.append(f"EC57 gross statistics ({c['ec57']['convention']}):")
+    lines.append("  class".ljust(11) + "".join(s.rjust(8) for s in stats))
+    for n in class_names:
+        lines.append(f"  {n}".ljust(11) + "".join(_fmt(g[n][s]).rjust(8) for s in stats))
+    return lines
+
+
+# ----------------------------------------------------------------------------------------------
+# Outputs
+# ----------------------------------------------------------------------------------------------
+
+def write_annotations(out_dir: Path, rec: str, ext: str, samples: np.ndarray, symbols: list[str], fs: int) -> Path:
+    """wfdb.wrann into a temp folder beside the target, then rename (wrann writes in place)."""
+    import wfdb
+    tmp = Path(tempfile.mkdtemp(prefix=".predict-", dir=out_dir))
+    try:
+        wfdb.wrann(rec, ext, sample=samples.astype(np.int64), symbol=symbols, fs=fs, write_dir=str(tmp))
+        dest = out_dir / f"{rec}.{ext}"
+        os.replace(tmp / f"{rec}.{ext}", dest)
+        return dest
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_csv(path: Path, samples, fs: int, labels, symbols, edge, prob, class_names) -> None:
+    head = ["sample", "time_s", "label", "symbol", "edge_padded"] + [f"p_{n}" for n in class_names]
+    rows = [",".join(head)]
+    for s, l, y, e, p in zip(samples.tolist(), labels, symbols, edge.tolist(), prob.tolist()):
+        rows.append(f"{s},{s / fs:.4f},{l},{y},{int(e)}," + ",".join(f"{v:.6f}" for v in p))
+    atomic_write(path, lambda f: f.write(("\n".join(rows) + "\n").encode()))
+
+
+# ----------------------------------------------------------------------------------------------
+# The run
+# ----------------------------------------------------------------------------------------------
+
+def _split_record_path(path: str) -> tuple[Path, str]:
+    p = Path(path)
+    if p.suffix in (".hea", ".dat", ".atr"):  # forgive a path given with its extension
+        p = p.with_suffix("")
+    return p.parent, p.name
+
+
+def predict_record(ckpt_path: str | os.PathLike, record_path: str, out_dir: str | os.PathLike = "data/predictions",
+                   out_ext: str = "pred", device: str = "cpu", detect: bool = False, batch_size: int = 1024,
+                   log=print) -> dict:
+    """Label every beat of a record -> dict(samples, pred, prob, labels, edge_padded, source,
+    lead, comparison (or None), annotation, csv). Raises UsageError / DataError (one line)."""
+    if not re.fullmatch(r"[A-Za-z0-9_]+", out_ext):
+        raise UsageError(f"--out-ext must be letters, digits or _, got {out_ext!r}")
+    if batch_size < 1:
+        raise UsageError(f"--batch-size must be >= 1, got {batch_size}")
+    ckpt = read_checkpoint(ckpt_path)
+    if ckpt.get("kind") == "training-state":
+        raise UsageError(f"{ckpt_path} is a training-state file (.last.pt); give the final checkpoint")
+    dev = resolve_device(device, log)
+    model, ckpt = load_checkpoint(ckpt_path, dev)
+    cfg = PreprocConfig.from_dict(ckpt["preprocessing"])
+    cfg.validate()
+    names = list(ckpt["class_names"])
+    root, rec = _split_record_path(record_path)
+    _check_header(root, rec, cfg)
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"cannot create --out-dir {out} ({e.strerror or e})") from None
+    if (out / f"{rec}.{out_ext}").resolve() == (root / f"{rec}.atr").resolve():
+        raise UsageError(f"--out-ext {out_ext} in {out} would overwrite the reference annotations")
+
+    has_ref = (root / f"{rec}.atr").is_file()
+    ref = None
+    if has_ref:
+        sig, ref_samp, ref_sym, lead = read_record(root, rec, cfg)  # beat annotations only
+        ref = (ref_samp, ref_sym)
+    else:
+        sig, lead = read_signal(root, rec, cfg)
+        log(f"record {rec} has no reference annotations ({rec}.atr): detecting beats with wfdb.processing XQRS")
+    if has_ref and not detect:
+        samples, source = ref[0], "reference"
+    else:
+        if detect and has_ref:
+            log(f"--detect: finding beats with wfdb.processing XQRS and matching them to {rec}.atr")
+        samples, source = detect_beats(sig, cfg.fs), "xqrs"
+    if len(samples) == 0:
+        raise DataError(f"record {rec}: no beats {'annotated' if source == 'reference' else 'detected'}")
+
+    x, edge = beat_windows(sig, samples, cfg)
+    rr = None
+    if ckpt["rr_dim"]:
+        rr = rr_features(samples, cfg.fs)  # from all beats, as the pipeline does
+        if rr.shape[1] != ckpt["rr_dim"]:
+            raise UsageError(f"checkpoint expects {ckpt['rr_dim']} RR features, the pipeline gives {rr.shape[1]}")
+    pred, prob = classify(model, x, rr, cfg, names, dev, batch_size)
+    labels = [names[k] for k in pred]
+    symbols = [CLASS_SYMBOL.get(n, "Q") for n in labels]
+    log(f"record {rec}: {len(samples)} beats ({source} positions), lead {lead}, {ckpt['model_name']} "
+        f"{cfg.classes} at {cfg.fs} Hz; {int(edge.sum())} beat(s) near the record ends classified on "
+        f"an edge-padded window")
+
+    ann = write_annotations(out, rec, out_ext, samples, symbols, cfg.fs)
+    csv = out / f"{rec}.{out_ext}.csv"
+    write_csv(csv, samples, cfg.fs, labels, symbols, edge, prob, names)
+    counts = np.bincount(pred, minlength=len(names))
+    log("predicted: " + "  ".join(f"{n} {c}" for n, c in zip(names, counts)))
+    log(f"wrote {ann} and {csv}")
+
+    comparison = None
+    if ref is not None:
+        comparison = compare(ref[0], ref[1], samples, pred, cfg, names)
+        for line in format_comparison(comparison, names):
+            log(line)
+    return {"record": rec, "samples": samples, "pred": pred, "prob": prob, "labels": labels,
+            "symbols": symbols, "edge_padded": edge, "source": source, "lead": lead,
+            "class_names": names, "comparison": comparison, "annotation": ann, "csv": csv}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry: one line on stderr and exit 2 for every user error."""
+    prog = "predict.py"
+    try:
+        args = build_parser().parse_args(sys.argv[1:] if argv is None else list(argv))
+        predict_record(args.checkpoint, args.record, args.out_dir, args.out_ext, args.device,
+                       args.detect, args.batch_size)
+        return 0
+    except (UsageError, DataError) as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,382 @@
+"""Gather every eval_report_*.json of a folder into a leaderboard and plots.
+
+    python summarize.py                       # data/records -> data/records/leaderboard.{md,csv}
+    python summarize.py runs/sweep --out runs/sweep/summary
+
+Writes into --out (default: the report folder), each file atomically (temp file + rename):
+  leaderboard.md    Markdown table, also printed to stdout
+  leaderboard.csv   the same rows with raw numbers (one column per value)
+  plots/frontier.png            test macro-F1 vs MACs (log x), one labelled point per run
+  plots/confusion_<run>.png     row-normalised test confusion matrix (recall per class)
+  plots/curves_<run>.png        training curves: train/val loss and train/val macro-F1 per epoch
+
+Rows are sorted by split, then test macro-F1 (best first). The S and V columns are EC57 gross
+Se / +P of the supraventricular (aami5 "S", seed4 "SVEB") and ventricular ("V" / "VEB") class.
+Reports are read defensively: a value that is missing or None (no CI with --bootstrap 0, no
+history for --eval-only) shows as "-". A file that is not JSON or lacks the core keys (model,
+test accuracy / macro-F1, ... as trainer.validate_report checks the documented schema) is
+skipped with a one-line warning naming it.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from trainer import validate_report
+from utils import atomic_write
+
+PROG = "summarize.py"
+S_NAMES, V_NAMES = ("S", "SVEB"), ("V", "VEB")
+
+
+class SummaryError(Exception):
+    """Bad input for the whole run: one line, exit 2."""
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading reports
+# ----------------------------------------------------------------------------------------------
+
+def _get(d: Any, *path, default=None):
+    """d[path[0]][path[1]]... or default when any step is missing, None or not a dict."""
+    for k in path:
+        if not isinstance(d, dict) or d.get(k) is None:
+            return default
+        d = d[k]
+    return d
+
+
+def _num(v) -> float | None:
+    """A finite number or None (reports may hold None, strings never)."""
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None
+
+
+def _class_stat(ec57_gross: dict, names: tuple[str, ...], stat: str) -> float | None:
+    for n in names:
+        if isinstance(ec57_gross, dict) and n in ec57_gross:
+            return _num(_get(ec57_gross, n, stat))
+    return None
+
+
+def _scheme(report: dict) -> str:
+    s = _get(report, "preprocessing", "classes") or _get(report, "args", "classes")
+    if isinstance(s, str):
+        return s
+    classes = report.get("classes")
+    return {("N", "S", "V", "F", "Q"): "aami5", ("N", "SVEB", "VEB", "Other"): "seed4"}.get(
+        tuple(classes) if isinstance(classes, list) else (), "-")
+
+
+def report_row(report: dict, path: Path) -> dict:
+    """One leaderboard row from a report that passed trainer.validate_report; optional values
+    (CI, EC57 class statistics, epoch time) may be missing or None and become None."""
+    test = report["test"]
+    gross = _get(test, "ec57", "gross", default={})
+    mm = _get(report, "model_metrics", default={})
+    ci = _get(test, "ci", "macro_f1", default={})
+    return {
+        "model": str(report["model"]),
+        "split": str(_get(report, "dataset", "split") or _get(report, "args", "split") or "-"),
+        "classes": _scheme(report),
+        "macro_f1": _num(test["macro_f1"]),
+        "macro_f1_low": _num(_get(ci, "low")), "macro_f1_high": _num(_get(ci, "high")),
+        "accuracy": _num(test["accuracy"]),
+        "S_Se": _class_stat(gross, S_NAMES, "Se"), "S_+P": _class_stat(gross, S_NAMES, "+P"),
+        "V_Se": _class_stat(gross, V_NAMES, "Se"), "V_+P": _class_stat(gross, V_NAMES, "+P"),
+        "params": _num(mm.get("params_total")),
+        "macs": _num(mm.get("macs")),
+        "latency_ms": _num(mm.get("latency_median_ms")),
+        "epoch_s": _num(_get(report, "timing", "epoch_seconds_mean")),
+        "report": path.name,
+    }
+
+
+def load_reports(folder: Path, warn) -> list[tuple[Path, dict, dict]]:
+    """(path, report, row) for every readable eval_report_*.json; others are warned about."""
+    out = []
+    for p in sorted(folder.glob("eval_report_*.json")):
+        try:
+            rep = json.loads(p.read_text())
+        except (OSError, UnicodeDecodeError, ValueError) as e:  # JSONDecodeError is a ValueError
+            warn(f"skipping {p.name}: not valid JSON ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})")
+            continue
+        try:
+            validate_report(rep)
+        except ValueError as e:
+            warn(f"skipping {p.name}: not a valid LiteECG report ({e})")
+            continue
+        out.append((p, rep, report_row(rep, p)))
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Tables
+# ----------------------------------------------------------------------------------------------
+
+COLUMNS = ["model", "split", "classes", "macro-F1 [95% CI]", "accuracy", "S Se", "S +P", "V Se", "V +P",
+           "params", "MACs", "latency ms (b=1)", "epoch s", "report"]
+CSV_COLUMNS = ["model", "split", "classes", "macro_f1", "macro_f1_low", "macro_f1_high", "accuracy",
+               "S_Se", "S_+P", "V_Se", "V_+P", "params", "macs", "latency_ms", "epoch_s", "report"]
+
+
+def sort_rows(rows: list[dict]) -> list[dict]:
+    return sorted(rows, key=lambda r: (r["split"], -(r["macro_f1"] or 0.0), r["model"], r["report"]))
+
+
+def _si(v: float | None) -> str:
+    """12345 -> 12.3k, 4.5e6 -> 4.50M."""
+    if v is None:
+        return "-"
+    for div, suf in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(v) >= div:
+            return f"{v / div:.3g}{suf}"
+    return f"{v:.0f}"
+
+
+def _f(v: float | None, nd: int = 4) -> str:
+    return "-" if v is None else f"{v:.{nd}f}"
+
+
+def markdown_table(rows: list[dict]) -> str:
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "|".join("---" for _ in COLUMNS) + "|"]
+    for r in rows:
+        ci = (f" [{r['macro_f1_low']:.4f}-{r['macro_f1_high']:.4f}]"
+              if r["macro_f1_low"] is not None and r["macro_f1_high"] is not None else "")
+        cells = [r["model"], r["split"], r["classes"], _f(r["macro_f1"]) + ci, _f(r["accuracy"]),
+                 _f(r["S_Se"], 3), _f(r["S_+P"], 3), _f(r["V_Se"], 3), _f(r["V_+P"], 3),
+                 _si(r["params"]), _si(r["macs"]), _f(r["latency_ms"], 3), _f(r["epoch_s"], 1), r["report"]]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _csv_cell(key: str, v) -> str:
+    """Full precision for the machine-readable table; counts as integers; None as empty."""
+    if v is None:
+        return ""
+    if key in ("params", "macs"):
+        return str(int(v))
+    return repr(v) if isinstance(v, float) else str(v)
+
+
+def csv_text(rows: list[dict]) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: _csv_cell(k, r[k]) for k in CSV_COLUMNS})
+    return buf.getvalue()
+
+
+# ----------------------------------------------------------------------------------------------
+# Plots (matplotlib, Agg: no display needed)
+# ----------------------------------------------------------------------------------------------
+
+def _plt():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    _plt().close(fig)
+    return buf.getvalue()
+
+
+def _pareto(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Runs no other run beats on both cost (lower MACs) and macro-F1 (higher)."""
+    front, best = [], -1.0
+    for x, y in sorted(points, key=lambda p: (p[0], -p[1])):
+        if y > best:
+            front.append((x, y))
+            best = y
+    return front
+
+
+def plot_frontier(rows: list[dict]) -> bytes | None:
+    """Test macro-F1 vs MACs (log x): the size/accuracy frontier, one colour per split/scheme."""
+    pts = [r for r in rows if r["macs"] and r["macs"] > 0]
+    if not pts:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7.5, 5))
+    groups = sorted({(r["split"], r["classes"]) for r in pts})
+    for i, g in enumerate(groups):
+        rs = [r for r in pts if (r["split"], r["classes"]) == g]
+        c = f"C{i % 10}"
+        ax.scatter([r["macs"] for r in rs], [r["macro_f1"] for r in rs], color=c, s=40, zorder=3,
+                   label=f"{g[0]} / {g[1]}")
+        for r in rs:
+            ax.annotate(r["model"], (r["macs"], r["macro_f1"]), textcoords="offset points",
+                        xytext=(5, 4), fontsize=8)
+        front = _pareto([(r["macs"], r["macro_f1"]) for r in rs])
+        if len(front) > 1:
+            ax.step(*zip(*front), where="post", color=c, alpha=0.4, lw=1)
+    ax.set_xscale("log")
+    ax.margins(x=0.12, y=0.08)  # room for the labels of the extreme points
+    ax.set_xlabel("MACs per beat (log scale)")
+    ax.set_ylabel("test macro-F1")
+    ax.set_title("Size / accuracy frontier")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8, title="split / classes", title_fontsize=8)
+    return _png(fig)
+
+
+def plot_confusion(report: dict, title: str) -> bytes | None:
+    """Row-normalised confusion matrix (each row = recall over that reference class)."""
+    cm = _get(report, "test", "confusion_matrix", "matrix")
+    labels = _get(report, "test", "confusion_matrix", "labels") or report.get("classes")
+    if not isinstance(cm, list) or not cm or not isinstance(labels, list) or len(labels) != len(cm):
+        return None
+    import numpy as np
+    m = np.asarray(cm, dtype=float)
+    if m.ndim != 2 or m.shape[0] != m.shape[1]:
+        return None
+    support = m.sum(1, keepdims=True)
+    norm = np.divide(m, support, out=np.full_like(m, np.nan), where=support > 0)
+    plt = _plt()
+    n = len(labels)
+    fig, ax = plt.subplots(figsize=(1.1 * n + 2.5, 1.0 * n + 1.8))
+    im = ax.imshow(np.nan_to_num(norm, nan=0.0), cmap="Blues", vmin=0, vmax=1)
+    for i in range(n):
+        for j in range(n):
+            txt = "-" if np.isnan(norm[i, j]) else f"{norm[i, j]:.2f}\n({int(m[i, j])})"
+            ax.text(j, i, txt, ha="center", va="center", fontsize=8,
+                    color="white" if not np.isnan(norm[i, j]) and norm[i, j] > 0.6 else "black")
+    ax.set_xticks(range(n), labels)
+    ax.set_yticks(range(n), [f"{l} ({int(s)})" for l, s in zip(labels, support[:, 0])])
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("reference (support)")
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="fraction of reference class")
+    return _png(fig)
+
+
+def plot_curves(report: dict, title: str) -> bytes | None:
+    """Loss and macro-F1 per epoch (train and val); None without a training history."""
+    hist = [h for h in (report.get("history") or []) if isinstance(h, dict) and _num(h.get("epoch")) is not None]
+    if not hist:
+        return None
+    plt = _plt()
+    ep = [h["epoch"] for h in hist]
+
+    def series(key):
+        return [_num(h.get(key)) if _num(h.get(key)) is not None else float("nan") for h in hist]
+
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for key, lab in (("train_loss", "train"), ("val_loss", "val")):
+        a1.plot(ep, series(key), marker="o", ms=3, label=lab)
+    for key, lab in (("train_f1", "train"), ("val_f1", "val")):
+        a2.plot(ep, series(key), marker="o", ms=3, label=lab)
+    best = _num(_get(report, "best_val", "epoch"))
+    from matplotlib.ticker import MaxNLocator
+    for a, name in ((a1, "loss"), (a2, "macro-F1")):
+        a.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if best is not None:
+            a.axvline(best, color="grey", ls="--", lw=1, label="best epoch")
+        a.set_xlabel("epoch")
+        a.set_ylabel(name)
+        a.grid(True, alpha=0.3)
+        a.legend(fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    return _png(fig)
+
+
+# ----------------------------------------------------------------------------------------------
+# Writing
+# ----------------------------------------------------------------------------------------------
+
+def write_bytes(path: Path, data: bytes) -> None:
+    """Temp file in the same folder, then rename: never a half-written output."""
+    atomic_write(path, lambda f: f.write(data))
+
+
+def _run_name(path: Path) -> str:
+    stem = path.stem
+    return stem[len("eval_report_"):] if stem.startswith("eval_report_") else stem
+
+
+def write_outputs(out: Path, rows: list[dict], md: str, loaded: list | None, warn) -> list[Path]:
+    """leaderboard.md/.csv, and the plots when `loaded` (path, report, row) is given -> files written."""
+    files = [out / "leaderboard.md", out / "leaderboard.csv"]
+    write_bytes(files[0], md.encode())
+    write_bytes(files[1], csv_text(rows).encode())
+    if loaded is None:
+        return files
+    png = plot_frontier(rows)
+    if png:
+        files.append(out / "plots" / "frontier.png")
+        write_bytes(files[-1], png)
+    else:
+        warn("no report has MACs: no frontier plot")
+    for path, rep, row in loaded:
+        run = _run_name(path)
+        title = f"{row['model']} · {row['split']} · {row['classes']} · {run}"
+        for kind, fn in (("confusion", plot_confusion), ("curves", plot_curves)):
+            png = fn(rep, title)
+            if png:
+                files.append(out / "plots" / f"{kind}_{run}.png")
+                write_bytes(files[-1], png)
+    return files
+
+
+def summarize(folder: str | os.PathLike, out: str | os.PathLike | None = None, plots: bool = True,
+              log=print, warn=None) -> dict:
+    """Build the leaderboard of `folder` into `out` -> dict(rows, markdown, files)."""
+    warn = warn or (lambda m: print(f"{PROG}: warning: {m}", file=sys.stderr))
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise SummaryError(f"report folder {folder} does not exist")
+    if not any(folder.glob("eval_report_*.json")):
+        raise SummaryError(f"no eval_report_*.json in {folder}")
+    loaded = load_reports(folder, warn)
+    if not loaded:
+        raise SummaryError(f"no readable report in {folder} (every eval_report_*.json was skipped)")
+    out = Path(out) if out is not None else folder
+    try:
+        (out / "plots" if plots else out).mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise SummaryError(f"cannot create --out {out} ({e.strerror or e})") from None
+    rows = sort_rows([row for _, _, row in loaded])
+    md = markdown_table(rows)
+    try:
+        files = write_outputs(out, rows, md, loaded if plots else None, warn)
+    except OSError as e:  # read-only folder, disk full...
+        raise SummaryError(f"cannot write into {out} ({e.strerror or e})") from None
+    log(md.rstrip("\n"))
+    log(f"\n{len(rows)} run(s); wrote {files[0]}, {files[1]} and {len(files) - 2} plot(s)"
+        + (f" in {out / 'plots'}" if plots else ""))
+    return {"rows": rows, "markdown": md, "files": files}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line instead of usage + message
+        raise SummaryError(f"{message} (see --help)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry: one line on stderr and exit 2 for bad input."""
+    p = _Parser(prog=PROG, description="Leaderboard and plots from eval_report_*.json files.")
+    p.add_argument("folder", nargs="?", default="data/records", help="folder with the reports (default: data/records)")
+    p.add_argument("--out", help="output folder (default: the report folder)")
+    p.add_argument("--no-plots", action="store_true", help="tables only (default: off)")
+    try:
+        args = p.parse_args(argv)
+        summarize(args.folder, args.out, plots=not args.no_plots)
+        return 0
+    except SummaryError as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

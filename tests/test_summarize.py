@@ -1,0 +1,149 @@
+"""summarize.py on real reports (two tiny runs: seed4 and aami5) and on bad folders."""
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+import summarize
+import trainer
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def reports(mitbih_dir, tmp_path_factory) -> Path:
+    """A folder with two real reports: a 2-epoch liteecgnet run (aami5) and an --eval-only
+    report of its checkpoint on other records (no history, no epoch time)."""
+    out = tmp_path_factory.mktemp("reports")
+    common = ["--device", "cpu", "--root", str(mitbih_dir), "--no-download", "--out-dir", str(out), "--quiet",
+              "--bootstrap", "100", "--train-recs", "101", "106", "--val-recs", "103"]
+    assert trainer.main(["--model", "liteecgnet", "--epochs", "2", "--batch-size", "32", "--class-limit", "300",
+                         "--classes", "aami5", "--test-recs", "100", "119", *common]) == 0
+    (ckpt,) = [p for p in out.glob("ecg_lightweight_*.pt") if not p.name.endswith(".last.pt")]
+    assert trainer.main(["--eval-only", str(ckpt), "--test-recs", "105", "119", *common]) == 0
+    ckpt.unlink()
+    assert len(list(out.glob("eval_report_*.json"))) == 2
+    return out
+
+
+def _load(folder: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(folder.glob("eval_report_*.json"))]
+
+
+def test_leaderboard_tables_and_plots(reports, tmp_path, capsys):
+    out = tmp_path / "summary"
+    assert summarize.main([str(reports), "--out", str(out)]) == 0
+    stdout = capsys.readouterr().out
+    md = (out / "leaderboard.md").read_text()
+    assert md in stdout  # the table is printed too
+    lines = md.strip().splitlines()
+    assert lines[0] == ("| model | split | classes | macro-F1 [95% CI] | accuracy | S Se | S +P | V Se | V +P | "
+                        "params | MACs | latency ms (b=1) | epoch s | report |")
+    assert len(lines) == 2 + 2
+
+    reps = {p.name: json.loads(p.read_text()) for p in reports.glob("eval_report_*.json")}
+    with open(out / "leaderboard.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert {r["report"] for r in rows} == set(reps)
+    # one split (the explicit record lists): best macro-F1 first
+    assert [float(r["macro_f1"]) for r in rows] == sorted((r["test"]["macro_f1"] for r in reps.values()), reverse=True)
+    assert [r["report"] for r in rows] == [l.rsplit("|", 2)[1].strip() for l in lines[2:]]  # same order
+    for row in rows:
+        rep = reps[row["report"]]
+        g = rep["test"]["ec57"]["gross"]
+        assert (row["model"], row["split"], row["classes"]) == ("liteecgnet", rep["dataset"]["split"], "aami5")
+        assert float(row["macro_f1"]) == pytest.approx(rep["test"]["macro_f1"], rel=1e-5)
+        assert float(row["accuracy"]) == pytest.approx(rep["test"]["accuracy"], rel=1e-5)
+        assert float(row["macro_f1_low"]) == pytest.approx(rep["test"]["ci"]["macro_f1"]["low"], rel=1e-5)
+        assert float(row["macro_f1_high"]) == pytest.approx(rep["test"]["ci"]["macro_f1"]["high"], rel=1e-5)
+        for col, cls, stat in (("S_Se", "S", "Se"), ("S_+P", "S", "+P"), ("V_Se", "V", "Se"), ("V_+P", "V", "+P")):
+            want = g[cls][stat]
+            assert row[col] == "" if want is None else float(row[col]) == pytest.approx(want, rel=1e-5)
+        assert int(row["params"]) == rep["model_metrics"]["params_total"]
+        assert int(row["macs"]) == rep["model_metrics"]["macs"]
+        assert float(row["latency_ms"]) == pytest.approx(rep["model_metrics"]["latency_median_ms"], rel=1e-5)
+        want = rep["timing"]["epoch_seconds_mean"]  # None for the --eval-only report
+        assert row["epoch_s"] == "" if want is None else float(row["epoch_s"]) == pytest.approx(want, rel=1e-5)
+        ci = rep["test"]["ci"]["macro_f1"]
+        assert f"{rep['test']['macro_f1']:.4f} [{ci['low']:.4f}-{ci['high']:.4f}]" in md
+
+    pngs = sorted((out / "plots").glob("*.png"))
+    names = [p.name for p in pngs]
+    assert "frontier.png" in names
+    assert sum(n.startswith("confusion_") for n in names) == 2  # one per run
+    assert sum(n.startswith("curves_") for n in names) == 1     # the --eval-only run has no history
+    for p in pngs:
+        data = p.read_bytes()
+        assert data[:8] == PNG and len(data) > 1024, p.name
+    assert not list(out.rglob("*.tmp"))
+
+
+def test_seed4_class_names_fill_the_s_and_v_columns(reports):
+    """seed4 reports name the classes SVEB / VEB instead of S / V."""
+    rep = json.loads(next(reports.glob("eval_report_*.json")).read_text())
+    g = rep["test"]["ec57"]["gross"]
+    rep["test"]["ec57"]["gross"] = {"N": g["N"], "SVEB": g["S"], "VEB": g["V"], "Other": g["Q"]}
+    rep["classes"], rep["preprocessing"]["classes"] = ["N", "SVEB", "VEB", "Other"], "seed4"
+    row = summarize.report_row(rep, Path("eval_report_x.json"))
+    assert row["classes"] == "seed4"
+    assert (row["S_Se"], row["S_+P"], row["V_Se"], row["V_+P"]) == (g["S"]["Se"], g["S"]["+P"], g["V"]["Se"], g["V"]["+P"])
+
+
+def test_missing_optional_values_show_as_dash(reports, tmp_path, capsys):
+    """--bootstrap 0 (no ci), --eval-only (no history, epoch time None): rows still build."""
+    (src,) = [p for p in reports.glob("eval_report_*.json") if not p.name.endswith("_evalonly.json")]
+    rep = json.loads(src.read_text())
+    rep["test"].pop("ci", None)
+    rep["history"] = []
+    rep["timing"]["epoch_seconds_mean"] = None
+    rep["test"]["ec57"]["gross"] = None
+    (tmp_path / "eval_report_x_evalonly.json").write_text(json.dumps(rep))
+    res = summarize.summarize(tmp_path, tmp_path / "out", log=lambda line: None)
+    (row,) = res["rows"]
+    assert row["macro_f1_low"] is None and row["epoch_s"] is None and row["S_Se"] is None
+    line = res["markdown"].splitlines()[2]
+    assert f"| {rep['test']['macro_f1']:.4f} |" in line and "| - |" in line
+    assert not list((tmp_path / "out" / "plots").glob("curves_*.png"))  # no history, no curves
+    assert len(list((tmp_path / "out" / "plots").glob("confusion_*.png"))) == 1
+
+
+def test_empty_folder_exits_2_with_one_line(tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("no reports here")
+    assert summarize.main([str(tmp_path)]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == f"summarize.py: error: no eval_report_*.json in {tmp_path}\n" and not captured.out
+    assert not (tmp_path / "leaderboard.md").exists()
+
+
+def test_missing_folder_exits_2(tmp_path, capsys):
+    assert summarize.main([str(tmp_path / "nope")]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_malformed_reports_are_skipped_with_a_warning(reports, tmp_path, capsys):
+    for p in reports.glob("eval_report_*.json"):
+        shutil.copy(p, tmp_path / p.name)
+    (tmp_path / "eval_report_broken.json").write_text('{"model": "liteecgnet", "test": ')
+    good = json.loads(next(reports.glob("eval_report_*.json")).read_text())
+    del good["test"]["macro_f1"]
+    (tmp_path / "eval_report_nokey.json").write_text(json.dumps(good))
+    (tmp_path / "eval_report_list.json").write_text("[1, 2]")
+    assert summarize.main([str(tmp_path), "--no-plots"]) == 0
+    out = capsys.readouterr()
+    warns = out.err.strip().splitlines()
+    assert len(warns) == 3 and all(w.startswith("summarize.py: warning: skipping eval_report_") for w in warns)
+    assert any("eval_report_broken.json: not valid JSON" in w for w in warns)
+    assert any("eval_report_nokey.json" in w and "test.macro_f1" in w for w in warns)
+    assert any("eval_report_list.json" in w for w in warns)
+    assert len((tmp_path / "leaderboard.md").read_text().strip().splitlines()) == 4
+
+
+def test_only_malformed_reports_exits_2(tmp_path, capsys):
+    (tmp_path / "eval_report_a.json").write_text("nope")
+    assert summarize.main([str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("summarize.py: error: no readable report") and "eval_report_a.json" in err[0]
