@@ -1,0 +1,78 @@
+"""Benchmark the cost of every registered model at one window length.
+
+    python bench/models.py [--seq-len 720] [--models liteecgnet resnet ...]
+
+Per model: parameters, MACs, CPU latency at batch 1 (1 thread and all threads; median of
+>= 100 runs after warm-up), inference beats/s at batch 256, training beats/s (forward +
+backward + AdamW step, batch 256, all threads; median step), peak memory of one inference batch of 256.
+Prints a Markdown table with the machine facts and appends one JSON line to bench/results.jsonl.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from models import MODEL_NAMES, create_model  # noqa: E402
+from profiling import (count_macs, count_params, measure_latency, measure_memory,  # noqa: E402
+                       measure_throughput, measure_training_throughput)
+from trainer import _cpu_name  # noqa: E402
+
+# The public reference implementation's training speed measured on this 2-core CPU (beats/s,
+# batch 256, forward + backward + AdamW, 2 threads), as given in issue 6.
+REFERENCE_TRAIN_BEATS_PER_S = {"liteecgnet": 234, "deepecgnet": 155, "ecgnet": 70, "se_ecgnet": 46,
+                               "bircnn": 15, "ldcnn": 426, "resnet": 102}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seq-len", type=int, default=720, help="window length in samples (default: 720)")
+    ap.add_argument("--models", nargs="+", default=list(MODEL_NAMES), choices=MODEL_NAMES,
+                    help="models to measure (default: all)")
+    ap.add_argument("--train-steps", type=int, default=10, help="timed training steps per model, median reported (default: 10)")
+    args = ap.parse_args()
+    threads = torch.get_num_threads()
+    head = (f"machine: {_cpu_name()}, {os.cpu_count()} logical cores; torch {torch.__version__}, "
+            f"{threads} threads; Python {platform.python_version()}; T = {args.seq_len}; "
+            f"{time.strftime('%Y-%m-%d %H:%M')}")
+    print(head + "\n")
+    print("| model | params | MACs (M) | latency b=1, 1 thread (ms) | latency b=1, all threads (ms) | "
+          "infer beats/s b=256 | train beats/s b=256 | vs reference | peak mem b=256 (MB) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    rows = []
+    for name in args.models:
+        torch.manual_seed(0)
+        model = create_model(name)
+        macs = count_macs(model, seq_len=args.seq_len)["macs"]
+        lat1 = measure_latency(model, seq_len=args.seq_len, threads=1)
+        latn = measure_latency(model, seq_len=args.seq_len, threads=threads)
+        inf = measure_throughput(model, seq_len=args.seq_len, batch=256)
+        mem = measure_memory(model, seq_len=args.seq_len, batch=256)
+        trn = measure_training_throughput(model, seq_len=args.seq_len, batch=256, runs=args.train_steps)["beats_per_s"]
+        ref = REFERENCE_TRAIN_BEATS_PER_S.get(name)
+        row = dict(model=name, params=count_params(model)["total"], macs=macs,
+                   latency_ms_1thread=lat1["median_ms"], latency_ms_p90_1thread=lat1["p90_ms"],
+                   latency_ms_all=latn["median_ms"], infer_beats_per_s=inf["beats_per_s"],
+                   train_beats_per_s=trn, reference_train_beats_per_s=ref,
+                   speedup_vs_reference=trn / ref if ref else None, peak_memory_bytes=mem["peak_bytes"])
+        rows.append(row)
+        print(f"| {name} | {row['params']:,} | {macs / 1e6:.2f} | {lat1['median_ms']:.3f} | "
+              f"{latn['median_ms']:.3f} | {inf['beats_per_s']:,.0f} | {trn:,.0f} | "
+              f"{row['speedup_vs_reference']:.1f}x | {mem['peak_bytes'] / 2**20:.1f} |", flush=True)
+    with open(Path(__file__).with_name("results.jsonl"), "a") as f:
+        f.write(json.dumps({"bench": "models", "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "machine": head,
+                            "seq_len": args.seq_len, "threads": threads, "rows": rows}) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
