@@ -49,7 +49,7 @@ import numpy as np
 
 from dataset import BeatTensors
 from metrics import classification_metrics, ec57_stats
-from trainer import UsageError, load_checkpoint, predict, read_checkpoint, resolve_device
+from trainer import UsageError, cli, load_checkpoint, predict, read_checkpoint, resolve_device
 from utils import (LABEL_SCHEMES, NORMALIZERS, BeatData, DataError, PreprocConfig, atomic_write, bandpass,
                    cut_windows, read_record, read_signal, rr_features)
 
@@ -324,18 +324,12 @@ def predict_record(ckpt_path: str | os.PathLike, record_path: str, out_dir: str 
 
 def main(argv: list[str] | None = None) -> int:
     """CLI entry: one line on stderr and exit 2 for every user error."""
-    prog = "predict.py"
-    try:
+    def body() -> int:
         args = build_parser().parse_args(sys.argv[1:] if argv is None else list(argv))
         predict_record(args.checkpoint, args.record, args.out_dir, args.out_ext, args.device,
                        args.detect, args.batch_size)
         return 0
-    except (UsageError, DataError) as e:
-        print(f"{prog}: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
-        return 130
+    return cli("predict.py", body)
 
 
 if __name__ == "__main__":

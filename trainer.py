@@ -555,18 +555,22 @@ def run(args: argparse.Namespace, given: set[str], log=_log) -> int:
     return 130 if state.get("interrupted") else 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    """CLI entry: one line on stderr and a non-zero exit for every user error."""
-    prog = Path(sys.argv[0]).name if argv is None else "trainer.py"
+def cli(prog: str, body) -> int:
+    """Run a CLI body: every user error becomes one line on stderr and exit 2, Ctrl-C exit 130."""
     try:
-        args, given = parse_args(argv)
-        return run(args, given)
+        return body()
     except (UsageError, DataError) as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry: one line on stderr and a non-zero exit for every user error."""
+    prog = Path(sys.argv[0]).name if argv is None else "trainer.py"
+    return cli(prog, lambda: run(*parse_args(argv)))
 
 
 if __name__ == "__main__":
