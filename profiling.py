@@ -216,7 +216,8 @@ def thop_macs(module: nn.Module, inputs: tuple) -> int:
 
 def flop_counter_macs(module: nn.Module, inputs: tuple) -> int:
     """MACs of module(*inputs) by FlopCounterMode + FLOP_COUNTER_RULES (forward, eval mode)."""
-    with _eval(module), torch.enable_grad():  # grad on: keep PyTorch off its opaque fast paths
+    # grad on (even inside a caller's inference_mode): keeps PyTorch off its opaque fast paths
+    with _eval(module), torch.inference_mode(False), torch.enable_grad():
         counter = FlopCounterMode(display=False, custom_mapping=FLOP_COUNTER_RULES)
         with counter:
             module(*inputs)
@@ -354,8 +355,7 @@ def _cpu_peak_bytes(model: nn.Module, inputs: tuple) -> int:
     with torch.inference_mode():
         model(*inputs)  # warm-up: lazily built caches (folded BN) are not part of a batch's cost
         with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-            out = model(*inputs)
-        del out
+            model(*inputs)
     fd, path = tempfile.mkstemp(suffix=".json")
     os.close(fd)
     try:
@@ -387,10 +387,9 @@ def measure_memory(model: nn.Module, seq_len: int = 720, batch: int = 256, devic
                 torch.cuda.synchronize()
                 base = torch.cuda.memory_allocated()
                 torch.cuda.reset_peak_memory_stats()
-                out = model(*inputs)
+                model(*inputs)  # the output is freed after this line; the peak is recorded
                 torch.cuda.synchronize()
                 peak = torch.cuda.max_memory_allocated() - base
-                del out
             return {"peak_bytes": int(peak), "method": "torch.cuda.max_memory_allocated minus "
                     "memory allocated before the forward (activations, workspace, output)"}
         peak = _cpu_peak_bytes(model, inputs)

@@ -51,8 +51,8 @@ def _stage_loop(root: str, cache_dir: str, q) -> None:
             w = sig[s - half:s + half]
             xs.append(((w - w.mean()) / (w.std() + 1e-6)).astype(np.float32))
             ys.append(table[sym])
-    np.stack(xs), np.array(ys)  # the arrays a cache would hold
-    q.put((time.perf_counter() - t, len(y), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024))
+    x, y = np.stack(xs), np.array(ys)  # the arrays a cache would hold
+    q.put((time.perf_counter() - t, len(x), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024))
 
 
 def _run(stage, root: str, cache_dir: str):
@@ -60,9 +60,10 @@ def _run(stage, root: str, cache_dir: str):
     q = ctx.Queue()
     p = ctx.Process(target=stage, args=(root, cache_dir, q))
     p.start()
-    out = q.get()
     p.join()
-    return out
+    if p.exitcode != 0:
+        raise SystemExit(f"bench/pipeline.py: stage {stage.__name__} failed (exit {p.exitcode})")
+    return q.get()
 
 
 def main() -> int:

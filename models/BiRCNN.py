@@ -18,6 +18,8 @@ RNN_TYPES = {"gru": nn.GRU, "lstm": nn.LSTM}
 
 
 class BiRCNN(BeatClassifier):
+    """PatchStem(+coords) -> strided convs -> bidirectional GRU/LSTM -> attention pool."""
+
     def __init__(self, num_classes: int = 4, rr_dim: int = 0, stem_channels: int = 32,
                  stem_stride: int = 4, stem_kernel: int = 3, coord: bool = True,
                  channels: tuple[int, ...] = (48, 64), kernel: int = 5,

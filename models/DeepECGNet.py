@@ -32,6 +32,8 @@ def sinusoid(length: int, dim: int) -> torch.Tensor:
 
 
 class DeepECGNet(BeatClassifier):
+    """PatchStem(+coords) -> strided convs (tokens) -> pre-norm Transformer -> attention pool."""
+
     def __init__(self, num_classes: int = 4, rr_dim: int = 0, stem_channels: int = 32,
                  stem_stride: int = 4, stem_kernel: int = 3, coord: bool = True, d_model: int = 64,
                  conv_strides: tuple[int, ...] = (2, 2, 2), kernel: int = 5, heads: int = 4,

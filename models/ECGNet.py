@@ -27,6 +27,8 @@ class MultiScale(nn.Module):
 
 
 class ECGNet(BeatClassifier):
+    """PatchStem(+coords) -> parallel k=3/5/9 branches -> residual blocks -> global average pool."""
+
     def __init__(self, num_classes: int = 4, rr_dim: int = 0, stem_channels: int = 32,
                  stem_stride: int = 4, stem_kernel: int = 3, coord: bool = True,
                  branch_kernels: tuple[int, ...] = (3, 5, 9), branch_channels: int = 16,

@@ -15,6 +15,8 @@ from .common import BeatClassifier, ConvBN, PatchStem, pool2
 
 
 class LDCNN(BeatClassifier):
+    """PatchStem(+coords) -> [conv + max-pool] x 3 -> avg+max pool -> MLP head."""
+
     def __init__(self, num_classes: int = 4, rr_dim: int = 0, stem_channels: int = 16,
                  stem_stride: int = 4, stem_kernel: int = 3, coord: bool = True,
                  channels: tuple[int, ...] = (32, 48, 64), kernel: int = 5,

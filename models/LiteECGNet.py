@@ -10,6 +10,11 @@ so their product is itself a (rank-structured) dense kernel, and we *execute* it
 dense conv: on this CPU a depthwise conv call costs several times a dense conv of the same shape,
 while the factorised parameters (~7x fewer) keep the inductive bias. MACs are reported as
 executed (dense), not as the smaller factorised count.
+
+The stem folds the signal 4x at once and adds CoordConv time coordinates (see
+`models.common.PatchStem`); each block then halves the sequence, so a 720-sample beat is 23
+steps long before attention pooling. Budget (720 samples): ~10 k parameters, ~1.4 M MACs;
+batch-1 CPU latency is dominated by per-op overhead, which is why there are only four convs.
 """
 
 from __future__ import annotations
@@ -18,7 +23,6 @@ import math
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from .common import AttentionPool, BeatClassifier, ConvBN, PatchStem, SqueezeExcite
 
@@ -70,6 +74,8 @@ class MSDSBlock(nn.Module):
 
 
 class LiteECGNet(BeatClassifier):
+    """PatchStem(+coords) -> 3 multi-scale separable blocks (SE on the last two) -> attention pool."""
+
     def __init__(self, num_classes: int = 4, rr_dim: int = 0, stem_channels: int = 16,
                  stem_stride: int = 4, stem_kernel: int = 3, coord: bool = True,
                  channels: tuple[int, ...] = (32, 48, 64),

@@ -16,6 +16,8 @@ from .common import BasicBlock, BeatClassifier, PatchStem
 
 
 class ResNet(BeatClassifier):
+    """PatchStem(+coords) -> 4 stages of basic blocks ([2, 2, 2, 2]) -> global average pool."""
+
     def __init__(self, num_classes: int = 4, rr_dim: int = 0, stem_channels: int = 32,
                  stem_stride: int = 8, stem_kernel: int = 3, coord: bool = True,
                  channels: tuple[int, ...] = (32, 48, 64, 96), blocks: tuple[int, ...] = (2, 2, 2, 2),

@@ -11,6 +11,8 @@ from .ECGNet import ECGNet
 
 
 class SE_ECGNet(ECGNet):
+    """ECGNet whose residual blocks carry squeeze-and-excitation (se_reduction >= 1)."""
+
     def __init__(self, num_classes: int = 4, rr_dim: int = 0, se_reduction: int = 4, **kw):
         if se_reduction < 1:
             raise ValueError("se_ecgnet needs se_reduction >= 1 (that is what makes it SE)")

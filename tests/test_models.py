@@ -18,9 +18,11 @@ README_ORDER = ("liteecgnet", "ecgnet", "se_ecgnet", "bircnn", "resnet", "deepec
 
 
 @pytest.fixture(autouse=True)
-def _two_threads():
+def _one_thread():
+    """Tiny batches: one thread avoids OpenMP hand-off costs (and suffers least when the
+    machine is shared). The real-data fitting test asks for two."""
     old = torch.get_num_threads()
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)
     yield
     torch.set_num_threads(old)
 
@@ -155,9 +157,9 @@ def test_folded_inference_path_matches_and_never_goes_stale(name):
 
 # --- learning real beats ----------------------------------------------------------------------
 
-# full-batch AdamW steps allowed to reach 95% training accuracy on 256 real beats
-FIT_STEPS = {"liteecgnet": 60, "ecgnet": 40, "se_ecgnet": 40, "bircnn": 60, "resnet": 40,
-             "deepecgnet": 60, "ldcnn": 60}
+# full-batch AdamW steps (lr 1e-2) allowed to reach 95% training accuracy on 256 real beats.
+# Measured need at seed 1337: 25-40 steps (eval-mode accuracy lags while BN statistics settle).
+FIT_STEPS = {name: 60 for name in MODEL_NAMES}
 
 
 @pytest.fixture(scope="module")
@@ -179,6 +181,7 @@ def beats_256(mitbih_dir, cache_dir):
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_fits_256_real_beats(name, beats_256):
     x, y = beats_256
+    torch.set_num_threads(2)  # batch 256: both cores help (restored by the autouse fixture)
     m = _build(name, seed=1337, num_classes=4)
     opt = torch.optim.AdamW(m.parameters(), lr=1e-2, weight_decay=0.0)
     acc = 0.0
@@ -187,7 +190,7 @@ def test_fits_256_real_beats(name, beats_256):
         opt.zero_grad()
         F.cross_entropy(m(x), y).backward()
         opt.step()
-        if step % 10 == 0:
+        if step % 5 == 0:
             m.eval()  # accuracy as a user would see it: eval mode, BN running statistics
             with torch.inference_mode():
                 acc = (m(x).argmax(1) == y).float().mean().item()
