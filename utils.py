@@ -18,7 +18,7 @@ import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 from scipy import signal as sps
@@ -138,14 +138,6 @@ class BeatData:
         y = self.y if idx is None else self.y[idx]
         counts = np.bincount(y, minlength=len(self.class_names))
         return {n: int(c) for n, c in zip(self.class_names, counts)}
-
-    def subset(self, records: Iterable[str]) -> "BeatData":
-        """The beats of some records only (same arrays, filtered)."""
-        keep = np.isin(self.record, [int(r) for r in records])
-        return dataclasses.replace(
-            self, x=self.x[keep], y=self.y[keep], record=self.record[keep], rpeak=self.rpeak[keep],
-            rr=self.rr[keep], symbol=self.symbol[keep],
-            leads={r: l for r, l in self.leads.items() if int(r) in set(self.record[keep].tolist())})
 
 
 # ----------------------------------------------------------------------------------------------
