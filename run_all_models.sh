@@ -5,6 +5,8 @@
 #   bash run_all_models.sh                                 # all seven, default (stratified) split
 #   bash run_all_models.sh --split interpatient --classes aami5 --epochs 20
 #
+#   MODELS="liteecgnet ldcnn" bash run_all_models.sh ...  # a subset (default: every registered model)
+#
 # Extra arguments go to every trainer.py run. Without --out-dir, each sweep gets its own folder
 # data/records/sweep_<timestamp>, so the summary covers exactly this sweep.
 set -uo pipefail
@@ -21,7 +23,11 @@ if [[ -z "$out" ]]; then
   args+=(--out-dir "$out")
 fi
 mkdir -p "$out" || { echo "run_all_models.sh: cannot create $out" >&2; exit 2; }
-models=$("$PY" -c "from models import MODEL_NAMES; print(' '.join(MODEL_NAMES))") || exit 2
+all_models=$("$PY" -c "from models import MODEL_NAMES; print(' '.join(MODEL_NAMES))") || exit 2
+models="${MODELS:-$all_models}"
+for m in $models; do  # fail before training anything, not after an hour
+  [[ " $all_models " == *" $m "* ]] || { echo "run_all_models.sh: unknown model '$m' in MODELS; choose from: $all_models" >&2; exit 2; }
+done
 failed=()
 reports=()
 for m in $models; do
