@@ -3,7 +3,7 @@
     python bench/models.py [--seq-len 720] [--models liteecgnet resnet ...]
 
 Per model: parameters, MACs, CPU latency at batch 1 (1 thread and all threads; median of
->= 100 runs after warm-up), inference beats/s at batch 256, training beats/s (forward +
+>= 100 runs after warm-up; at 1 thread also of the traced + frozen TorchScript deployment form), inference beats/s at batch 256, training beats/s (forward +
 backward + AdamW step, batch 256, all threads; median step), peak memory of one inference batch of 256.
 Prints a Markdown table with the machine facts and appends one JSON line to bench/results.jsonl.
 """
@@ -45,15 +45,17 @@ def main() -> int:
             f"{threads} threads; Python {platform.python_version()}; T = {args.seq_len}; "
             f"{time.strftime('%Y-%m-%d %H:%M')}")
     print(head + "\n")
-    print("| model | params | MACs (M) | latency b=1, 1 thread (ms) | latency b=1, all threads (ms) | "
-          "infer beats/s b=256 | train beats/s b=256 | vs reference | peak mem b=256 (MB) |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| model | params | MACs (M) | latency b=1, 1 thread (ms) | TorchScript b=1, 1 thread (ms) | "
+          "latency b=1, all threads (ms) | infer beats/s b=256 | train beats/s b=256 | vs reference | "
+          "peak mem b=256 (MB) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     rows = []
     for name in args.models:
         torch.manual_seed(0)
         model = create_model(name)
         macs = count_macs(model, seq_len=args.seq_len)["macs"]
         lat1 = measure_latency(model, seq_len=args.seq_len, threads=1)
+        lat_ts = measure_latency(model, seq_len=args.seq_len, threads=1, torchscript=True)
         latn = measure_latency(model, seq_len=args.seq_len, threads=threads)
         inf = measure_throughput(model, seq_len=args.seq_len, batch=256)
         mem = measure_memory(model, seq_len=args.seq_len, batch=256)
@@ -61,12 +63,13 @@ def main() -> int:
         ref = REFERENCE_TRAIN_BEATS_PER_S.get(name)
         row = dict(model=name, params=count_params(model)["total"], macs=macs,
                    latency_ms_1thread=lat1["median_ms"], latency_ms_p90_1thread=lat1["p90_ms"],
+                   latency_ms_torchscript_1thread=lat_ts["median_ms"],
                    latency_ms_all=latn["median_ms"], infer_beats_per_s=inf["beats_per_s"],
                    train_beats_per_s=trn, reference_train_beats_per_s=ref,
                    speedup_vs_reference=trn / ref if ref else None, peak_memory_bytes=mem["peak_bytes"])
         rows.append(row)
         print(f"| {name} | {row['params']:,} | {macs / 1e6:.2f} | {lat1['median_ms']:.3f} | "
-              f"{latn['median_ms']:.3f} | {inf['beats_per_s']:,.0f} | {trn:,.0f} | "
+              f"{lat_ts['median_ms']:.3f} | {latn['median_ms']:.3f} | {inf['beats_per_s']:,.0f} | {trn:,.0f} | "
               f"{row['speedup_vs_reference']:.1f}x | {mem['peak_bytes'] / 2**20:.1f} |", flush=True)
     with open(Path(__file__).with_name("results.jsonl"), "a") as f:
         f.write(json.dumps({"bench": "models", "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "machine": head,

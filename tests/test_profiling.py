@@ -184,3 +184,30 @@ def test_cuda_measurements():
     mem = P.measure_memory(m, device="cuda", batch=64)
     assert mem["peak_bytes"] > 0 and "max_memory_allocated" in mem["method"]
     assert P.count_macs(m.cuda())["macs"] == P.count_macs(create_model("liteecgnet"))["macs"]
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_torchscript_export_matches_eager_and_times(name):
+    """Every model exports (traced + frozen) with eager outputs on unseen inputs and batch sizes;
+    the caller's model keeps its train flag and weights."""
+    torch.manual_seed(0)
+    m = create_model(name, num_classes=5, rr_dim=4).train()
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    ts = P.to_torchscript(m, seq_len=360, rr_dim=4)
+    x, rr = torch.randn(4, 1, 360), torch.rand(4, 4)
+    m.eval()
+    with torch.inference_mode():
+        assert torch.allclose(ts(x, rr), m(x, rr), atol=1e-5, rtol=1e-4)
+    m.train()
+    assert all(torch.equal(before[k], v) for k, v in m.state_dict().items())
+    r = P.measure_latency(m, seq_len=360, threads=1, warmup=2, runs=5, rr_dim=4, torchscript=True)
+    assert r["median_ms"] > 0 and r["threads"] == 1 and m.training
+
+
+def test_torchscript_export_refuses_a_trace_that_baked_in_its_example():
+    class Baked(nn.Module):  # float() turns the example's mean into a constant of the trace
+        def forward(self, x):
+            return x.flatten(1)[:, :3] * float(x.mean())
+
+    with pytest.raises(RuntimeError, match="differs from the eager model"):
+        P.to_torchscript(Baked(), seq_len=16)

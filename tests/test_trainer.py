@@ -209,3 +209,14 @@ def test_class_weights_inverse_frequency():
     w = trainer.class_weights(np.array([0, 0, 0, 1]), 3)
     # N / (C * n_c): 4 / (3*3), 4 / (3*1), absent class -> 0
     assert torch.allclose(w, torch.tensor([4 / 9, 4 / 3, 0.0]))
+
+
+def test_class_weights_sqrt_and_cli_modes():
+    w = trainer.class_weights(np.array([0, 0, 0, 1]), 3, "sqrt")
+    assert torch.allclose(w, torch.tensor([(4 / 9) ** 0.5, (4 / 3) ** 0.5, 0.0]))
+    # the bare flag keeps its old meaning; a mode may follow it; absent means no weights
+    assert trainer.parse_args(["--class-weights"])[0].class_weights == "inverse"
+    assert trainer.parse_args(["--class-weights", "sqrt", "--rr"])[0].class_weights == "sqrt"
+    assert trainer.parse_args([])[0].class_weights is None
+    with pytest.raises(trainer.UsageError, match="invalid choice"):
+        trainer.parse_args(["--class-weights", "square"])
