@@ -176,16 +176,22 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     return ckpt
 
 
-def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
-    """Rebuild the model of a checkpoint (no command-line flags needed) -> (model in eval mode, ckpt)."""
-    ckpt = read_checkpoint(path)
+def model_from_checkpoint(ckpt: dict, path: str | os.PathLike,
+                          device: str | torch.device = "cpu") -> nn.Module:
+    """Rebuild the model of an already-read final checkpoint (no flags needed), in eval mode."""
     if ckpt.get("kind") == "training-state":
         raise UsageError(f"{path} is a training state (.last.pt): continue it with --resume, or use the "
                          "final .pt checkpoint of the run")
     model = create_model(ckpt["model_name"], num_classes=ckpt["num_classes"], rr_dim=ckpt["rr_dim"],
                          **ckpt["model_config"])
     model.load_state_dict(ckpt["state_dict"])
-    return model.to(device).eval(), ckpt
+    return model.to(device).eval()
+
+
+def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
+    """Read a checkpoint and rebuild its model -> (model in eval mode, ckpt)."""
+    ckpt = read_checkpoint(path)
+    return model_from_checkpoint(ckpt, path, device), ckpt
 
 
 def preproc_from_args(args: argparse.Namespace) -> PreprocConfig:
@@ -512,7 +518,7 @@ def run(args: argparse.Namespace, given: set[str], log=_log) -> int:
     np.random.seed(args.seed)
     rr_dim = RR_DIM if args.rr else 0
     if ckpt_in and args.eval_only:
-        model, _ = load_checkpoint(args.eval_only, device)
+        model = model_from_checkpoint(ckpt_in, args.eval_only, device)
         state = {"best_val": ckpt_in.get("best_val", {}), "history": []}
         stamp = time.strftime("%Y%m%d_%H%M%S")
         ckpt_path = Path(args.eval_only)
