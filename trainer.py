@@ -79,6 +79,7 @@ def build_parser(suppress: bool = False) -> argparse.ArgumentParser:
     add("--class-weights", nargs="?", const="inverse", choices=CLASS_WEIGHTINGS,
         help="class weights in the loss: 'inverse' frequency (the bare flag) or its 'sqrt', gentler "
              "when a class has only a few training beats (default: off)")
+    add("--augment", action="store_true", help="train-time R-peak jitter, amplitude scaling, baseline wander and noise (default: off)")
     add("--rr", action="store_true", help="feed RR-interval context (pre/post RR and their ratios to the local mean) to the model (default: off)")
     add("--seed", type=int, default=T["seed"], help=f"seed for splits, init and shuffling (default: {T['seed']})")
     add("--device", default=T["device"], choices=("cuda", "cpu"), help=f"device; cuda falls back to cpu when unavailable (default: {T['device']})")
@@ -279,8 +280,30 @@ def predict(model: nn.Module, part: BeatTensors, batch_size: int, use_rr: bool,
     return p.argmax(1), p, (total / len(part) if loss_fn is not None else float("nan"))
 
 
+def augment(x: torch.Tensor, fs: int, generator: torch.Generator) -> torch.Tensor:
+    """Train-time perturbations of a batch of normalised windows (B, 1, T), seeded:
+    R-peak jitter (shift by up to 25 ms, edges repeated), amplitude x U(0.8, 1.2), baseline
+    wander (0.1-0.5 Hz sine, amplitude <= 0.2) and white noise (sd 0.05). Why: in the
+    inter-patient protocol the nets fit the training patients' exact beat shapes; these are the
+    nuisances that differ between patients and recordings, not the beat classes."""
+    b, _, t = x.shape
+    dev = x.device
+
+    def u(lo: float, hi: float, *shape: int) -> torch.Tensor:
+        return (lo + (hi - lo) * torch.rand(*shape, generator=generator)).to(dev)
+
+    shift = torch.randint(-int(0.025 * fs), int(0.025 * fs) + 1, (b, 1), generator=generator).to(dev)
+    idx = (torch.arange(t, device=dev) + shift).clamp_(0, t - 1)  # (B, T)
+    x = x.gather(2, idx.unsqueeze(1))
+    time = torch.arange(t, device=dev) / fs  # (T,) seconds
+    wander = u(0, 0.2, b, 1) * torch.sin(2 * math.pi * u(0.1, 0.5, b, 1) * time + u(0, 2 * math.pi, b, 1))
+    noise = 0.05 * torch.randn(x.shape, generator=generator).to(dev)
+    return x * u(0.8, 1.2, b, 1, 1) + wander.unsqueeze(1) + noise
+
+
 def train_one_epoch(model, part: BeatTensors, opt, sched, loss_fn, batch_size: int, use_rr: bool,
-                    generator: torch.Generator, bar_desc: str, quiet: bool) -> tuple[float, np.ndarray]:
+                    generator: torch.Generator, bar_desc: str, quiet: bool,
+                    augment_fs: int | None = None) -> tuple[float, np.ndarray]:
     """One pass over the training part -> (mean loss, predictions in visiting order + labels)."""
     from tqdm import tqdm
     model.train()
@@ -288,6 +311,8 @@ def train_one_epoch(model, part: BeatTensors, opt, sched, loss_fn, batch_size: i
     bar = tqdm(part.batches(batch_size, shuffle=True, generator=generator), total=part.num_batches(batch_size),
                desc=bar_desc, leave=False, disable=quiet or None, dynamic_ncols=True)
     for x, rr, y in bar:
+        if augment_fs:
+            x = augment(x, augment_fs, generator)
         logits = model(x, rr if use_rr else None)
         loss = loss_fn(logits, y)
         opt.zero_grad(set_to_none=True)
@@ -321,7 +346,8 @@ def fit(model, tr: BeatTensors, va: BeatTensors, args, class_names, state: dict,
             t0 = time.perf_counter()
             gen = torch.Generator().manual_seed(args.seed * 1000 + epoch)  # per-epoch order: resumable
             tr_loss, (tp, ty) = train_one_epoch(model, tr, opt, sched, loss_fn, args.batch_size, args.rr,
-                                                gen, f"epoch {epoch}/{args.epochs}", args.quiet)
+                                                gen, f"epoch {epoch}/{args.epochs}", args.quiet,
+                                                augment_fs=args.fs if args.augment else None)
             t_train = time.perf_counter() - t0
             vp, _, va_loss = predict(model, va, args.batch_size, args.rr, loss_fn)
             va_m = classification_metrics(va.y.cpu().numpy(), vp, class_names)
@@ -486,7 +512,8 @@ def _adopt_checkpoint_args(args, given: set[str], ckpt: dict, what: str) -> argp
                              f"--{flag} {getattr(args, flag)} was given")
     # flags given now win; everything else (root, split, seed, ...) is what the run used
     keep = given | {"resume", "eval_only"}
-    merged = {**{k: v for k, v in saved.items() if k in vars(args)},
+    # (options newer than the checkpoint keep their defaults)
+    merged = {**vars(args), **{k: v for k, v in saved.items() if k in vars(args)},
               **{k: getattr(args, k) for k in keep if hasattr(args, k)}}
     return argparse.Namespace(**merged)
 

@@ -81,6 +81,9 @@ def main() -> int:
     ap.add_argument("--skip-train", action="store_true", help="reuse existing sweeps (default: off)")
     ap.add_argument("--skip-bench", action="store_true", help="reuse existing speed tables (default: off)")
     ap.add_argument("--results", default=str(ROOT / "docs" / "RESULTS.md"), help="output (default: docs/RESULTS.md)")
+    ap.add_argument("--notes", default=str(ROOT / "docs" / "results_notes.md"),
+                    help="hand-written status / ablation section placed after the header, if the file exists "
+                         "(default: docs/results_notes.md)")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -107,6 +110,7 @@ def main() -> int:
         f"commit `{_git('rev-parse', '--short', 'HEAD') or 'unknown'}`, {platform.platform()}, "
         f"Python {platform.python_version()}. Every number below was measured by the scripts named; "
         "rerun the command to regenerate this page.\n",
+        *([Path(args.notes).read_text().strip(), ""] if Path(args.notes).is_file() else []),
         "## Data pipeline (`python bench/pipeline.py`)\n",
         section(out / "bench_pipeline.md", "not run"), "",
         "## Model cost (`python bench/models.py`)\n",

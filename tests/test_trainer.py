@@ -220,3 +220,22 @@ def test_class_weights_sqrt_and_cli_modes():
     assert trainer.parse_args([])[0].class_weights is None
     with pytest.raises(trainer.UsageError, match="invalid choice"):
         trainer.parse_args(["--class-weights", "square"])
+
+
+def test_augment_is_seeded_bounded_and_keeps_shape():
+    x = torch.randn(8, 1, 720)
+    a1 = trainer.augment(x, 360, torch.Generator().manual_seed(3))
+    a2 = trainer.augment(x, 360, torch.Generator().manual_seed(3))
+    a3 = trainer.augment(x, 360, torch.Generator().manual_seed(4))
+    assert a1.shape == x.shape and torch.equal(a1, a2) and not torch.equal(a1, a3)
+    # a perturbation, not a new signal: close to the input (jitter <= 9 samples of a smooth beat)
+    t = torch.arange(720) / 360.0
+    smooth = torch.sin(2 * torch.pi * 1.0 * t).expand(8, 1, 720)
+    d = trainer.augment(smooth, 360, torch.Generator().manual_seed(0)) - smooth
+    assert d.abs().mean() < 0.5 and d.abs().mean() > 0.01
+
+
+def test_augment_option_trains_and_is_recorded(mitbih_dir, tmp_path):
+    assert trainer.main(base_args(mitbih_dir, tmp_path, "--augment")) == 0
+    (_, rep) = outputs(tmp_path)
+    assert json.loads(rep[0].read_text())["args"]["augment"] is True
