@@ -156,6 +156,30 @@ def markdown_table(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def class_tables(loaded: list[tuple[Path, dict, dict]]) -> str:
+    """Per-class EC57 gross Se / +P and F1 of every run, one Markdown table per label scheme,
+    best macro-F1 first: the table published inter-patient results are compared on."""
+    groups: dict[tuple, list] = {}
+    for _, rep, row in loaded:
+        groups.setdefault(tuple(rep["classes"]), []).append((row, rep))
+    out = []
+    for classes, runs in groups.items():
+        out += ["| model | split | macro-F1 [95% CI] | " + " | ".join(f"{c} Se / +P / F1" for c in classes) + " |",
+                "|---|---|---|" + "---|" * len(classes)]
+        for row, rep in sorted(runs, key=lambda t: -(t[0]["macro_f1"] or 0.0)):
+            gross = _get(rep, "test", "ec57", "gross", default={})
+            cells = []
+            for c in classes:
+                se, pp = _class_stat(gross, (c,), "Se"), _class_stat(gross, (c,), "+P")
+                f1 = _num(_get(rep, "test", "per_class", c, "f1"))
+                cells.append(f"{_f(se, 3)} / {_f(pp, 3)} / {_f(f1, 3)}")
+            ci = (f" [{_f(row['macro_f1_low'])}, {_f(row['macro_f1_high'])}]"
+                  if row["macro_f1_low"] is not None else "")
+            out.append(f"| {row['model']} | {row['split']} | {_f(row['macro_f1'])}{ci} | " + " | ".join(cells) + " |")
+        out.append("")
+    return "\n".join(out)
+
+
 def _csv_cell(key: str, v) -> str:
     """Full precision for the machine-readable table; counts as integers; None as empty."""
     if v is None:
@@ -305,12 +329,14 @@ def _run_name(path: Path) -> str:
     return stem[len("eval_report_"):] if stem.startswith("eval_report_") else stem
 
 
-def write_outputs(out: Path, rows: list[dict], md: str, loaded: list | None, warn) -> list[Path]:
-    """leaderboard.md/.csv, and the plots when `loaded` (path, report, row) is given -> files written."""
-    files = [out / "leaderboard.md", out / "leaderboard.csv"]
+def write_outputs(out: Path, rows: list[dict], md: str, loaded: list, warn, plots: bool = True) -> list[Path]:
+    """leaderboard.md/.csv, leaderboard_classes.md and (plots=True) the PNGs of `loaded`
+    (path, report, row) -> files written."""
+    files = [out / "leaderboard.md", out / "leaderboard.csv", out / "leaderboard_classes.md"]
     write_bytes(files[0], md.encode())
     write_bytes(files[1], csv_text(rows).encode())
-    if loaded is None:
+    write_bytes(files[2], class_tables(loaded).encode())
+    if not plots:
         return files
     png = plot_frontier(rows)
     if png:
@@ -349,11 +375,11 @@ def summarize(folder: str | os.PathLike, out: str | os.PathLike | None = None, p
     rows = sort_rows([row for _, _, row in loaded])
     md = markdown_table(rows)
     try:
-        files = write_outputs(out, rows, md, loaded if plots else None, warn)
+        files = write_outputs(out, rows, md, loaded, warn, plots)
     except OSError as e:  # read-only folder, disk full...
         raise SummaryError(f"cannot write into {out} ({e.strerror or e})") from None
     log(md.rstrip("\n"))
-    log(f"\n{len(rows)} run(s); wrote {files[0]}, {files[1]} and {len(files) - 2} plot(s)"
+    log(f"\n{len(rows)} run(s); wrote {files[0]}, {files[1]}, {files[2]} and {len(files) - 3} plot(s)"
         + (f" in {out / 'plots'}" if plots else ""))
     return {"rows": rows, "markdown": md, "files": files}
 

@@ -124,7 +124,9 @@ def main() -> int:
         parts += [f"## Accuracy: {name}\n",
                   f"`{commands.get(name, 'bash run_all_models.sh ... ' + ' '.join(PROTOCOLS[name]))}`"
                   + (f" — sweep wall time {int(secs.read_text()) / 60:.0f} min" if secs.exists() else "") + "\n",
-                  section(lb, "not run yet"), ""]
+                  section(lb, "not run yet"), "",
+                  "Per class (EC57 gross Se / +P as WFDB sumstats computes them, and F1):\n",
+                  section(out / name / "leaderboard_classes.md", "not run yet"), ""]
     parts.append(READING)
     Path(args.results).parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(args.results).with_suffix(".tmp")

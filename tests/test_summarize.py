@@ -147,3 +147,19 @@ def test_only_malformed_reports_exits_2(tmp_path, capsys):
     assert summarize.main([str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("summarize.py: error: no readable report") and "eval_report_a.json" in err[0]
+
+
+def test_class_table_holds_each_class_se_ppv_f1(reports, tmp_path):
+    out = tmp_path / "summary"
+    assert summarize.main([str(reports), "--out", str(out), "--no-plots"]) == 0
+    lines = (out / "leaderboard_classes.md").read_text().strip().splitlines()
+    assert lines[0].startswith("| model | split | macro-F1 [95% CI] | N Se / +P / F1 | S Se / +P / F1 |")
+    reps = sorted(_load(reports), key=lambda r: -r["test"]["macro_f1"])
+    assert len(lines) == 2 + len(reps)
+    for line, rep in zip(lines[2:], reps):
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        g, pc = rep["test"]["ec57"]["gross"], rep["test"]["per_class"]
+        for c, cell in zip(rep["classes"], cells[3:]):
+            want = [g[c]["Se"], g[c]["+P"], pc[c]["f1"]]
+            got = [None if v == "-" else float(v) for v in cell.split(" / ")]
+            assert got == [None if w is None else pytest.approx(w, abs=5e-4) for w in want], (c, cell)
