@@ -95,7 +95,8 @@ def main() -> int:
     for name in args.protocols:
         flags = ["--root", args.root, "--epochs", str(args.epochs), "--cache", "--quiet", *PROTOCOLS[name],
                  "--out-dir", str(out / name)]
-        commands[name] = "bash run_all_models.sh " + " ".join(flags)
+        shown = [os.path.relpath(f, ROOT) if f == str(out / name) else f for f in flags]  # portable in the page
+        commands[name] = "bash run_all_models.sh " + " ".join(shown)
         if not args.skip_train:
             t0 = time.time()
             run(["bash", "run_all_models.sh", *flags], log=out / f"sweep_{name}.log")
