@@ -330,7 +330,7 @@ def to_torchscript(model: nn.Module, seq_len: int = 720, rr_dim: int = 0,
     example = _example(model, seq_len, 2, rr_dim, device)
     with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
         # shape checks and the BN cache turn into constants: expected for a fixed window length.
-        # torch >= 2.10 marks trace/freeze deprecated in favour of torch.export/compile; those
+        # torch 2.13 warns that trace/freeze are deprecated for torch.export/compile; those
         # cannot trace the folded-BN cache (it keys on storage pointers), and TorchScript is
         # still what runs on a CPU without a compiler, so it stays until they can.
         warnings.simplefilter("ignore", torch.jit.TracerWarning)

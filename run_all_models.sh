@@ -22,12 +22,12 @@ if [[ -z "$out" ]]; then
   out="data/records/sweep_$(date +%Y%m%d_%H%M%S)"
   args+=(--out-dir "$out")
 fi
-mkdir -p "$out" || { echo "run_all_models.sh: cannot create $out" >&2; exit 2; }
 all_models=$("$PY" -c "from models import MODEL_NAMES; print(' '.join(MODEL_NAMES))") || exit 2
 models="${MODELS:-$all_models}"
 for m in $models; do  # fail before training anything, not after an hour
   [[ " $all_models " == *" $m "* ]] || { echo "run_all_models.sh: unknown model '$m' in MODELS; choose from: $all_models" >&2; exit 2; }
 done
+mkdir -p "$out" || { echo "run_all_models.sh: cannot create $out" >&2; exit 2; }
 failed=()
 reports=()
 for m in $models; do

@@ -1,9 +1,11 @@
-"""summarize.py on real reports (two tiny runs: seed4 and aami5) and on bad folders."""
+"""summarize.py on real reports (two tiny runs: seed4 and aami5) and on bad folders; run_all_models.sh argument checks."""
 from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -163,3 +165,12 @@ def test_class_table_holds_each_class_se_ppv_f1(reports, tmp_path):
             want = [g[c]["Se"], g[c]["+P"], pc[c]["f1"]]
             got = [None if v == "-" else float(v) for v in cell.split(" / ")]
             assert got == [None if w is None else pytest.approx(w, abs=5e-4) for w in want], (c, cell)
+
+
+def test_run_all_models_refuses_unknown_models_before_writing(tmp_path):
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "sweep"
+    r = subprocess.run(["bash", str(root / "run_all_models.sh"), "--out-dir", str(out)], capture_output=True,
+                       text=True, env={**os.environ, "MODELS": "liteecgnet nope"}, timeout=120)
+    assert r.returncode == 2 and "unknown model 'nope'" in r.stderr
+    assert "choose from: liteecgnet" in r.stderr and not out.exists()
