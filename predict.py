@@ -49,7 +49,8 @@ import numpy as np
 
 from dataset import BeatTensors
 from metrics import classification_metrics, ec57_stats
-from trainer import UsageError, cli, model_from_checkpoint, predict, read_checkpoint, resolve_device
+from trainer import (UsageError, cli, model_from_checkpoint, predict, read_checkpoint, require_final,
+                     resolve_device)
 from utils import (LABEL_SCHEMES, NORMALIZERS, BeatData, DataError, PreprocConfig, atomic_write, bandpass,
                    cut_windows, read_record, read_signal, rr_features)
 
@@ -258,8 +259,7 @@ def predict_record(ckpt_path: str | os.PathLike, record_path: str, out_dir: str 
     if batch_size < 1:
         raise UsageError(f"--batch-size must be >= 1, got {batch_size}")
     ckpt = read_checkpoint(ckpt_path)
-    if ckpt.get("kind") == "training-state":  # before the device message: fail first
-        raise UsageError(f"{ckpt_path} is a training-state file (.last.pt); give the final checkpoint")
+    require_final(ckpt, ckpt_path)  # before the device message: fail first
     dev = resolve_device(device, log)
     model = model_from_checkpoint(ckpt, ckpt_path, dev)
     cfg = PreprocConfig.from_dict(ckpt["preprocessing"])

@@ -45,7 +45,7 @@ import statistics
 import tempfile
 import time
 import warnings
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 import torch
 import torch.nn as nn
@@ -301,17 +301,15 @@ def measure_latency(model: nn.Module, seq_len: int = 720, device: str = "cpu",
     torchscript=True times the deployment form (`to_torchscript`) instead of the eager model."""
     if runs < 2:
         raise ValueError("runs must be >= 2")
-    if torchscript:
-        ts = to_torchscript(model, seq_len, rr_dim, device)
-        cuda = torch.device(device).type == "cuda"
-        with _threads(threads) as n:
-            times = _time_calls(ts, _example(model, seq_len, 1, rr_dim, device), warmup, runs, cuda)
-        return {"median_ms": statistics.median(times) * 1e3, "p90_ms": _p90(times) * 1e3,
-                "threads": n, "runs": runs, "device": str(device)}
-    model = _on(model, device)
+    example = _example(model, seq_len, 1, rr_dim, device)
+    if torchscript:  # an eval-mode copy already: the caller's model is left as it is
+        target, mode = to_torchscript(model, seq_len, rr_dim, device), nullcontext()
+    else:
+        target = _on(model, device)
+        mode = _eval(target)
     cuda = torch.device(device).type == "cuda"
-    with _threads(threads) as n, _eval(model):
-        times = _time_calls(model, _example(model, seq_len, 1, rr_dim, device), warmup, runs, cuda)
+    with _threads(threads) as n, mode:
+        times = _time_calls(target, example, warmup, runs, cuda)
     return {"median_ms": statistics.median(times) * 1e3, "p90_ms": _p90(times) * 1e3,
             "threads": n, "runs": runs, "device": str(device)}
 

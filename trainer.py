@@ -177,12 +177,17 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     return ckpt
 
 
-def model_from_checkpoint(ckpt: dict, path: str | os.PathLike,
-                          device: str | torch.device = "cpu") -> nn.Module:
-    """Rebuild the model of an already-read final checkpoint (no flags needed), in eval mode."""
+def require_final(ckpt: dict, path: str | os.PathLike) -> None:
+    """Refuse a training state (.last.pt) where a final checkpoint is needed."""
     if ckpt.get("kind") == "training-state":
         raise UsageError(f"{path} is a training state (.last.pt): continue it with --resume, or use the "
                          "final .pt checkpoint of the run")
+
+
+def model_from_checkpoint(ckpt: dict, path: str | os.PathLike,
+                          device: str | torch.device = "cpu") -> nn.Module:
+    """Rebuild the model of an already-read final checkpoint (no flags needed), in eval mode."""
+    require_final(ckpt, path)
     model = create_model(ckpt["model_name"], num_classes=ckpt["num_classes"], rr_dim=ckpt["rr_dim"],
                          **ckpt["model_config"])
     model.load_state_dict(ckpt["state_dict"])
@@ -331,8 +336,8 @@ def fit(model, tr: BeatTensors, va: BeatTensors, args, class_names, state: dict,
         last_path: Path, device, log=print) -> dict:
     """Train with early stopping; returns the state (best weights, history...). Ctrl-C stops
     cleanly after marking the state interrupted; the caller evaluates the best weights."""
-    mode = "inverse" if args.class_weights is True else args.class_weights  # True: checkpoints before modes
-    weight = class_weights(tr.y.cpu().numpy(), len(class_names), mode).to(device) if mode else None
+    weight = (class_weights(tr.y.cpu().numpy(), len(class_names), args.class_weights).to(device)
+              if args.class_weights else None)
     loss_fn = make_loss(args.focal, args.focal_gamma, weight)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     steps = args.epochs * tr.num_batches(args.batch_size)
@@ -515,6 +520,8 @@ def _adopt_checkpoint_args(args, given: set[str], ckpt: dict, what: str) -> argp
     # (options newer than the checkpoint keep their defaults)
     merged = {**vars(args), **{k: v for k, v in saved.items() if k in vars(args)},
               **{k: getattr(args, k) for k in keep if hasattr(args, k)}}
+    if isinstance(merged.get("class_weights"), bool):  # checkpoints from before the modes: a flag
+        merged["class_weights"] = "inverse" if merged["class_weights"] else None
     return argparse.Namespace(**merged)
 
 
@@ -531,6 +538,8 @@ def run(args: argparse.Namespace, given: set[str], log=_log) -> int:
         kind = ckpt_in.get("kind", "final")
         if args.resume and kind != "training-state":
             raise UsageError(f"{args.resume} is a final checkpoint; resume from the .last.pt file of the run")
+        if args.eval_only:
+            require_final(ckpt_in, args.eval_only)  # before any data is loaded
         args = _adopt_checkpoint_args(args, given, ckpt_in, args.eval_only or args.resume)
     check_args(args)
     if args.threads:

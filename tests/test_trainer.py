@@ -187,7 +187,18 @@ def test_non_checkpoint_and_mismatched_checkpoint(one_run, tmp_path, capsys):
         assert "checkpoint, but" in capsys.readouterr().err
     assert trainer.main(["--resume", str(ckpt), "--out-dir", str(tmp_path / "o")]) == 2
     assert "final checkpoint" in capsys.readouterr().err
+    state = tmp_path / "run.last.pt"  # a training state given where a final checkpoint is needed
+    torch.save({**torch.load(ckpt, weights_only=True), "kind": "training-state"}, state)
+    assert trainer.main(["--eval-only", str(state), "--out-dir", str(tmp_path / "o")]) == 2
+    assert "is a training state (.last.pt)" in capsys.readouterr().err
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+
+
+def test_checkpoints_from_before_weighting_modes_map_their_flag():
+    args, given = trainer.parse_args([])
+    for old, new in ((True, "inverse"), (False, None)):
+        ckpt = {"args": {**vars(args), "class_weights": old}}
+        assert trainer._adopt_checkpoint_args(args, given, ckpt, "x.pt").class_weights == new
 
 
 def test_focal_class_weights_and_rr_options_train(mitbih_dir, tmp_path):
