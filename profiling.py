@@ -389,12 +389,42 @@ def measure_training_throughput(model: nn.Module, seq_len: int = 720, batch: int
 # Memory
 # --------------------------------------------------------------------------------------------
 
+@contextmanager
+def _kineto_quiet():
+    """Drop the profiler backend's own status lines ("USDT: ... profiler_start") from stderr.
+
+    Kineto writes them from C++ straight to file descriptor 2 on every profiler start and stop,
+    so they would land in every training log. Descriptor 2 goes to a temporary file for the
+    duration, and every other line written there is passed on to stderr afterwards.
+    """
+    import sys
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no real descriptor 2 (e.g. an embedding host): leave it be
+        yield
+        return
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            rest = [l for l in tmp.read().decode(errors="replace").splitlines(keepends=True)
+                    if not l.startswith(("USDT:", "INFO:"))]
+            if rest:
+                sys.stderr.write("".join(rest))
+
+
 def _cpu_peak_bytes(model: nn.Module, inputs: tuple) -> int:
     """Peak of the running sum of CPU allocator events (allocations +, frees -) in one forward."""
     from torch.profiler import ProfilerActivity, profile
     with torch.inference_mode():
         model(*inputs)  # warm-up: lazily built caches (folded BN) are not part of a batch's cost
-        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        with _kineto_quiet(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
             model(*inputs)
     fd, path = tempfile.mkstemp(suffix=".json")
     os.close(fd)

@@ -9,8 +9,8 @@ import pytest
 
 from dataset import DS1, DS2, PACED, PARTS, make_splits, records_for
 from utils import (BEAT_SYMBOLS, CLASS_NAMES, LABEL_SCHEMES, MITDB_RECORDS, DataError,
-                   PreprocConfig, cache_key, cut_windows, load_beats, read_annotations,
-                   read_record, rr_features)
+                   NORMALIZERS, PreprocConfig, _read_212, cache_key, cut_windows, fill_windows,
+                   load_beats, read_annotations, read_record, read_signal, rr_features)
 
 CFG = PreprocConfig()
 
@@ -55,6 +55,58 @@ def test_annotation_reader_matches_wfdb(mitbih_dir):
         assert np.array_equal(samples, ann.sample), rec
         assert symbols.tolist() == ann.symbol, rec
 
+
+
+def test_signal_reader_matches_wfdb(mitbih_dir):
+    """The format-212 decoder gives wfdb's integers for both signals of all 48 records, and
+    read_signal the same mV values as wfdb's header fields applied to them."""
+    import wfdb
+    for rec in MITDB_RECORDS:
+        r = wfdb.rdrecord(str(mitbih_dir / rec), physical=False)
+        for k in range(r.n_sig):
+            assert np.array_equal(_read_212(mitbih_dir / f"{rec}.dat", r.sig_len, r.n_sig, k),
+                                  r.d_signal[:, k]), (rec, k)
+        sig, lead = read_signal(mitbih_dir, rec, CFG)
+        ch = r.sig_name.index(lead)
+        assert np.array_equal(sig, (r.d_signal[:, ch] - r.baseline[ch]) / r.adc_gain[ch]), rec
+
+
+@pytest.mark.parametrize("n_sig,length", [(1, 7), (3, 101), (3, 100), (4, 9)])
+def test_212_decoder_odd_layouts(tmp_path, n_sig, length):
+    """Layouts MIT-BIH does not have (odd signal counts, odd sample totals), written by wfdb."""
+    import wfdb
+    d = np.random.default_rng(n_sig * length).integers(-2048, 2048, (length, n_sig)).astype(np.int16)
+    d[0] = [-2048, 2047, -1, 0][:n_sig] + [5] * max(0, n_sig - 4)  # the 12-bit extremes
+    wfdb.wrsamp("syn", fs=360, units=["mV"] * n_sig, sig_name=[f"s{i}" for i in range(n_sig)],
+                d_signal=d, fmt=["212"] * n_sig, adc_gain=[200.0] * n_sig, baseline=[0] * n_sig,
+                write_dir=str(tmp_path))
+    for k in range(n_sig):
+        assert np.array_equal(_read_212(tmp_path / "syn.dat", length, n_sig, k), d[:, k]), k
+
+
+def test_other_formats_still_read_through_wfdb(tmp_path):
+    """A format-16 record (not MIT-BIH's 212) takes wfdb's reader and gives the same values."""
+    import wfdb
+    d = np.random.default_rng(0).integers(-3000, 3000, (800, 2)).astype(np.int16)
+    wfdb.wrsamp("r16", fs=360, units=["mV", "mV"], sig_name=["V5", "MLII"], d_signal=d,
+                fmt=["16", "16"], adc_gain=[100.0, 100.0], baseline=[7, 7], write_dir=str(tmp_path))
+    sig, lead = read_signal(tmp_path, "r16", CFG)
+    assert lead == "MLII" and np.array_equal(sig, (d[:, 1] - 7) / 100.0)
+
+
+@pytest.mark.parametrize("normalize", sorted(NORMALIZERS))
+def test_fill_windows_equals_cut_then_normalise(normalize):
+    """The chunked in-place build gives bit-identical windows to the plain composition."""
+    rng = np.random.default_rng(1)
+    sig = rng.standard_normal(5000).astype(np.float32) * 3 + 1
+    r = np.sort(rng.choice(np.arange(100, 4900), 300, replace=False))
+    expect = NORMALIZERS[normalize](cut_windows(sig, r, 180)[0].copy())
+    out = np.full((300, 180), np.nan, np.float32)
+    fill_windows(out, sig, r, normalize, chunk=7)  # chunks that do not divide 300
+    assert np.array_equal(out, expect)
+    if normalize == "zscore":  # and the in-place normaliser is the textbook formula, exactly
+        w = cut_windows(sig, r, 180)[0]
+        assert np.array_equal(expect, (w - w.mean(1, keepdims=True)) / (w.std(1, keepdims=True) + 1e-6))
 
 def _counts(rec_dir, rec):
     _, _, sym, _ = read_record(rec_dir, rec, CFG)
