@@ -275,14 +275,15 @@ def predict(model: nn.Module, part: BeatTensors, batch_size: int, use_rr: bool,
             loss_fn=None) -> tuple[np.ndarray, np.ndarray, float]:
     """-> (predicted class (N,), class probabilities (N, C), mean loss or nan)."""
     model.eval()
-    probs, total = [], 0.0
+    # sums and outputs stay on the device until the end: one GPU -> host copy, not one per batch
+    probs, total = [], torch.zeros((), dtype=torch.float64, device=part.y.device)
     for x, rr, y in part.batches(max(batch_size, 512)):
         logits = model(x, rr if use_rr else None)
         if loss_fn is not None:
-            total += float(loss_fn(logits, y)) * len(y)
-        probs.append(torch.softmax(logits.float(), 1).cpu())
-    p = torch.cat(probs).numpy()
-    return p.argmax(1), p, (total / len(part) if loss_fn is not None else float("nan"))
+            total += loss_fn(logits, y).detach().double() * len(y)
+        probs.append(torch.softmax(logits.float(), 1))
+    p = torch.cat(probs).cpu().numpy()
+    return p.argmax(1), p, (total.item() / len(part) if loss_fn is not None else float("nan"))
 
 
 def augment(x: torch.Tensor, fs: int, generator: torch.Generator) -> torch.Tensor:
@@ -312,10 +313,13 @@ def train_one_epoch(model, part: BeatTensors, opt, sched, loss_fn, batch_size: i
     """One pass over the training part -> (mean loss, predictions in visiting order + labels)."""
     from tqdm import tqdm
     model.train()
-    total, seen, preds, labels = 0.0, 0, [], []
+    # The loss sum and the predictions stay on the device: reading them every step (.item(),
+    # .cpu()) would make a GPU wait for each step to finish before queueing the next.
+    total = torch.zeros((), dtype=torch.float64, device=part.y.device)
+    seen, preds, labels = 0, [], []
     bar = tqdm(part.batches(batch_size, shuffle=True, generator=generator), total=part.num_batches(batch_size),
                desc=bar_desc, leave=False, disable=quiet or None, dynamic_ncols=True)
-    for x, rr, y in bar:
+    for step, (x, rr, y) in enumerate(bar):
         if augment_fs:
             x = augment(x, augment_fs, generator)
         logits = model(x, rr if use_rr else None)
@@ -324,12 +328,13 @@ def train_one_epoch(model, part: BeatTensors, opt, sched, loss_fn, batch_size: i
         loss.backward()
         opt.step()
         sched.step()
-        total += loss.detach().item() * len(y)
+        total += loss.detach().double() * len(y)
         seen += len(y)
-        preds.append(logits.detach().argmax(1).cpu())
-        labels.append(y.cpu())
-        bar.set_postfix(loss=f"{total / seen:.4f}")
-    return total / seen, np.stack([torch.cat(preds).numpy(), torch.cat(labels).numpy()])
+        preds.append(logits.detach().argmax(1))
+        labels.append(y)
+        if not bar.disable and step % 20 == 0:  # the progress bar's loss: a sync every 20 steps
+            bar.set_postfix(loss=f"{total.item() / seen:.4f}")
+    return total.item() / seen, np.stack([torch.cat(preds).cpu().numpy(), torch.cat(labels).cpu().numpy()])
 
 
 def fit(model, tr: BeatTensors, va: BeatTensors, args, class_names, state: dict, ckpt_base: dict,

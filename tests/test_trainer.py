@@ -254,3 +254,34 @@ def test_augment_option_trains_and_is_recorded(mitbih_dir, tmp_path):
     assert trainer.main(base_args(mitbih_dir, tmp_path, "--augment")) == 0
     (_, rep) = outputs(tmp_path)
     assert json.loads(rep[0].read_text())["args"]["augment"] is True
+
+
+def test_training_and_prediction_read_back_once_per_pass(monkeypatch):
+    """No per-batch .item() / .cpu(): on a GPU each would stall the queue of kernels. One pass of
+    several batches reads the loss sum once and copies predictions once (synthetic data)."""
+    from models import create_model
+    from utils import BeatData
+    rng = np.random.default_rng(0)
+    n = 300
+    data = BeatData(x=rng.standard_normal((n, 720)).astype(np.float32), y=rng.integers(0, 4, n),
+                    record=np.full(n, 100, np.int32), rpeak=np.arange(n), rr=np.ones((n, 4), np.float32),
+                    symbol=np.full(n, "N"), class_names=["N", "SVEB", "VEB", "Other"], config=PreprocConfig())
+    part = trainer.BeatTensors(data, np.arange(n))
+    model = create_model("liteecgnet", num_classes=4)
+    opt = torch.optim.AdamW(model.parameters())
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+    reads = {"item": 0, "cpu": 0}
+    for name in reads:
+        orig = getattr(torch.Tensor, name)
+        def counted(self, *a, _orig=orig, _name=name, **k):
+            # only trainer.py's own reads (AdamW reads its CPU step counters, which a GPU never waits for)
+            reads[_name] += sys._getframe(1).f_globals.get("__name__") == "trainer"
+            return _orig(self, *a, **k)
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    loss, (pred, y) = trainer.train_one_epoch(model, part, opt, sched, trainer.make_loss(False, 2.0, None),
+                                              64, False, torch.Generator().manual_seed(0), "t", quiet=True)
+    assert reads == {"item": 1, "cpu": 2}  # 5 batches: loss sum once, predictions + labels once
+    assert np.isfinite(loss) and len(pred) == len(y) == n
+    reads.update(item=0, cpu=0)
+    p, prob, vloss = trainer.predict(model, part, 64, False, trainer.make_loss(False, 2.0, None))
+    assert reads == {"item": 1, "cpu": 1} and prob.shape == (n, 4) and np.isfinite(vloss)
