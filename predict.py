@@ -52,7 +52,7 @@ from metrics import classification_metrics, ec57_stats
 from trainer import (UsageError, cli, model_from_checkpoint, predict, read_checkpoint, require_final,
                      resolve_device)
 from utils import (LABEL_SCHEMES, NORMALIZERS, BeatData, DataError, PreprocConfig, atomic_write, bandpass,
-                   cut_windows, read_record, read_signal, rr_features)
+                   cut_windows, read_record, read_signal, rr_features, windows_inside)
 
 # One representative MIT-BIH beat code per class, so any WFDB tool can read the labels.
 CLASS_SYMBOL = {"N": "N", "S": "A", "SVEB": "A", "V": "V", "VEB": "V", "F": "F", "Q": "Q", "Other": "Q"}
@@ -121,7 +121,7 @@ def beat_windows(sig: np.ndarray, samples: np.ndarray, cfg: PreprocConfig) -> tu
         filt = bandpass(sig, cfg).astype(np.float32)       # as utils.process_record: filter, then float32
     except ValueError as e:  # filtfilt needs a signal longer than its padding
         raise DataError(f"signal of {len(sig)} samples is too short to filter ({e})") from None
-    _, inside = cut_windows(filt, samples, cfg.window)      # which beats training would have kept
+    inside = windows_inside(samples, len(filt), cfg.window)  # which beats training would have kept
     half = cfg.window // 2
     padded = np.pad(filt, (half, half), mode="edge")
     win, keep = cut_windows(padded, samples + half, cfg.window)  # (N, T)

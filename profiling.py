@@ -42,6 +42,7 @@ import io
 import json
 import os
 import statistics
+import sys
 import tempfile
 import time
 import warnings
@@ -397,7 +398,6 @@ def _kineto_quiet():
     so they would land in every training log. Descriptor 2 goes to a temporary file for the
     duration, and every other line written there is passed on to stderr afterwards.
     """
-    import sys
     try:
         sys.stderr.flush()
         saved = os.dup(2)

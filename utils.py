@@ -226,14 +226,13 @@ def read_signal(root: str | os.PathLike, rec: str, cfg: PreprocConfig) -> tuple[
     if not dat.exists():
         raise DataError(f"record {rec}: signal file {dat} is missing")
     fmt = str(hdr.fmt[ch])
-    per_file = sum(1 for f in hdr.file_name if f == hdr.file_name[ch])
+    in_file = [i for i, f in enumerate(hdr.file_name) if f == hdr.file_name[ch]]  # signals sharing the file
     if fmt in _FORMAT_BYTES and hdr.sig_len:
-        need = int(np.ceil(hdr.sig_len * per_file * _FORMAT_BYTES[fmt]))
+        need = int(np.ceil(hdr.sig_len * len(in_file) * _FORMAT_BYTES[fmt]))
         have = dat.stat().st_size
         if have < need:
             raise DataError(f"record {rec}: {dat.name} is truncated ({have} of {need} bytes); "
                             "download it again")
-    in_file = [i for i, f in enumerate(hdr.file_name) if f == hdr.file_name[ch]]
     try:
         if _plain_212(hdr, in_file):  # every MIT-BIH record
             d = _read_212(dat, hdr.sig_len, len(in_file), in_file.index(ch))
@@ -249,10 +248,13 @@ def read_signal(root: str | os.PathLike, rec: str, cfg: PreprocConfig) -> tuple[
 def _plain_212(hdr, in_file: list[int]) -> bool:
     """True when the signal file holds only format-212 signals, one sample per frame each, with
     no byte offset or skew: the layout `_read_212` decodes. Anything else goes to wfdb."""
+    def field(name: str, i: int, default):  # wfdb leaves unset per-signal fields None or short
+        values = getattr(hdr, name, None) or []
+        return values[i] if i < len(values) and values[i] is not None else default
+
     return bool(hdr.sig_len) and all(
-        str(hdr.fmt[i]) == "212" and not (hdr.byte_offset or [None] * (i + 1))[i]
-        and not (hdr.skew or [None] * (i + 1))[i] and (hdr.samps_per_frame or [1] * (i + 1))[i] == 1
-        for i in in_file)
+        str(hdr.fmt[i]) == "212" and not field("byte_offset", i, 0) and not field("skew", i, 0)
+        and field("samps_per_frame", i, 1) == 1 for i in in_file)
 
 
 def _read_212(dat: Path, sig_len: int, n_sig: int, k: int) -> np.ndarray:
@@ -371,36 +373,37 @@ NORMALIZERS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "zscore": _zscore, "minmax": _minmax, "none": lambda x: x}
 
 
-def _inside(rpeaks: np.ndarray, n: int, window: int) -> np.ndarray:
-    """Which beats' windows lie wholly inside a record of n samples: (k,) bool."""
+def windows_inside(rpeaks: np.ndarray, n: int, window: int) -> np.ndarray:
+    """Which beats' windows of `window` samples lie wholly inside a record of n samples: (k,) bool."""
     start = rpeaks - window // 2
     return (start >= 0) & (start + window <= n)
 
 
 def cut_windows(sig: np.ndarray, rpeaks: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
-    """Windows of `window` samples centred on each R peak, by NumPy fancy indexing.
+    """Windows of `window` samples centred on each R peak.
 
     Beats whose window would leave the record are *dropped* (not zero-padded: padding would
     invent signal). Returns (windows (k, window), kept mask (n,)).
     """
-    keep = _inside(rpeaks, len(sig), window)
-    idx = (rpeaks[keep] - window // 2)[:, None] + np.arange(window)  # (k, window)
-    return sig[idx], keep
+    keep = windows_inside(rpeaks, len(sig), window)
+    win = np.empty((int(keep.sum()), window), sig.dtype)
+    fill_windows(win, sig, rpeaks[keep], "none")
+    return win, keep
 
 
 def fill_windows(out: np.ndarray, sig: np.ndarray, rpeaks: np.ndarray, normalize: str,
                  chunk: int = 1024) -> None:
     """Cut the windows of `rpeaks` (all inside `sig`) into `out` (k, T) and normalise them there.
 
-    Same values as NORMALIZERS[normalize](cut_windows(...)[0]), but done `chunk` rows at a time
-    (~3 MB, stays in the CPU cache) straight into the final array: the cut, the statistics and
-    the in-place normalisation then touch main memory about once instead of six times.
+    Done `chunk` rows at a time (~3 MB, stays in the CPU cache) straight into the final array:
+    the cut, the statistics and the in-place normalisation then touch main memory about once
+    instead of six times. Values equal NORMALIZERS[normalize] applied to the whole cut.
     """
     window = out.shape[1]
     offs = np.arange(window)
     for a in range(0, len(rpeaks), chunk):
         part = out[a:a + chunk]
-        np.take(sig, (rpeaks[a:a + chunk] - window // 2)[:, None] + offs, out=part)
+        np.take(sig, (rpeaks[a:a + chunk] - window // 2)[:, None] + offs, out=part)  # (chunk, T)
         NORMALIZERS[normalize](part)
 
 
@@ -431,7 +434,7 @@ def process_record(root: str | os.PathLike, rec: str, cfg: PreprocConfig) -> dic
     rr = rr_features(samp, cfg.fs)  # from *all* beats, before edge beats are dropped
     # float32 from here on: half the memory traffic for cutting and normalising.
     filt = bandpass(sig, cfg).astype(np.float32)
-    keep = _inside(samp, len(filt), cfg.window)
+    keep = windows_inside(samp, len(filt), cfg.window)
     table = LABEL_SCHEMES[cfg.classes]
     y = np.array([table[s] for s in sym[keep]], dtype=np.int64)
     return dict(filt=filt, y=y, rpeak=samp[keep], rr=rr[keep], symbol=sym[keep], lead=lead,
@@ -538,10 +541,12 @@ def load_beats(root: str | os.PathLike, cfg: PreprocConfig, records: Sequence[st
     # GIL, so threads use every core; map keeps record order, so the arrays do not depend on it.
     with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
         parts = list(pool.map(lambda rec: process_record(root, rec, cfg), records))
-        ends = np.cumsum([len(p["y"]) for p in parts])
-        x = np.empty((int(ends[-1]), cfg.window), np.float32)  # (N, T), filled in place
-        list(pool.map(lambda i: fill_windows(x[ends[i] - len(parts[i]["y"]):ends[i]], parts[i].pop("filt"),
-                                             parts[i]["rpeak"], cfg.normalize), range(len(parts))))
+        bounds = np.cumsum([0] + [len(p["y"]) for p in parts])  # record i fills rows bounds[i]:bounds[i+1]
+        x = np.empty((int(bounds[-1]), cfg.window), np.float32)  # (N, T)
+
+        def fill(i: int) -> None:
+            fill_windows(x[bounds[i]:bounds[i + 1]], parts[i].pop("filt"), parts[i]["rpeak"], cfg.normalize)
+        list(pool.map(fill, range(len(parts))))
     cat = lambda k: np.concatenate([p[k] for p in parts])  # noqa: E731
     data = BeatData(
         x=x, y=cat("y"),

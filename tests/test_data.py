@@ -56,7 +56,6 @@ def test_annotation_reader_matches_wfdb(mitbih_dir):
         assert symbols.tolist() == ann.symbol, rec
 
 
-
 def test_signal_reader_matches_wfdb(mitbih_dir):
     """The format-212 decoder gives wfdb's integers for both signals of all 48 records, and
     read_signal the same mV values as wfdb's header fields applied to them."""
@@ -107,6 +106,7 @@ def test_fill_windows_equals_cut_then_normalise(normalize):
     if normalize == "zscore":  # and the in-place normaliser is the textbook formula, exactly
         w = cut_windows(sig, r, 180)[0]
         assert np.array_equal(expect, (w - w.mean(1, keepdims=True)) / (w.std(1, keepdims=True) + 1e-6))
+
 
 def _counts(rec_dir, rec):
     _, _, sym, _ = read_record(rec_dir, rec, CFG)

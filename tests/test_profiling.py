@@ -156,7 +156,6 @@ def test_throughput_and_memory():
     assert P.measure_memory(m, batch=64)["peak_bytes"] > mem["peak_bytes"]
 
 
-
 def test_memory_profiler_keeps_logs_clean(capfd):
     """The profiler backend's "USDT: ... profiler_start" lines do not reach stderr; anything
     else written to descriptor 2 in that window still does."""
@@ -167,6 +166,7 @@ def test_memory_profiler_keeps_logs_clean(capfd):
     err = capfd.readouterr().err
     assert "USDT" not in err and "profiler_start" not in err
     assert err == "real problem\n"
+
 
 def test_training_throughput_leaves_model_alone():
     m = create_model("liteecgnet")
