@@ -1,10 +1,12 @@
 """Benchmark the cost of every registered model at one window length.
 
-    python bench/models.py [--seq-len 720] [--models liteecgnet resnet ...]
+    python bench/models.py [--seq-len 720] [--models liteecgnet resnet ...] [--device cuda]
 
 Per model: parameters, MACs, CPU latency at batch 1 (1 thread and all threads; median of
 >= 100 runs after warm-up; at 1 thread also of the traced + frozen TorchScript deployment form), inference beats/s at batch 256, training beats/s (forward +
 backward + AdamW step, batch 256, all threads; median step), peak memory of one inference batch of 256.
+With `--device cuda` the same model costs are measured on the GPU instead (latency by CUDA events,
+no thread or TorchScript columns; throughput also at `--big-batch`, where a GPU has room to spare).
 Prints a Markdown table with the machine facts and appends one JSON line to bench/results.jsonl.
 """
 from __future__ import annotations
@@ -39,7 +41,14 @@ def main() -> int:
     ap.add_argument("--models", nargs="+", default=list(MODEL_NAMES), choices=MODEL_NAMES,
                     help="models to measure (default: all)")
     ap.add_argument("--train-steps", type=int, default=10, help="timed training steps per model, median reported (default: 10)")
+    ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="where to measure (default: cpu)")
+    ap.add_argument("--big-batch", type=int, default=4096, help="second batch size for GPU throughput (default: 4096)")
     args = ap.parse_args()
+    if args.device == "cuda":
+        if not torch.cuda.is_available():
+            print("bench/models.py: --device cuda but CUDA is not available on this machine", file=sys.stderr)
+            return 2
+        return gpu_table(args)
     threads = torch.get_num_threads()
     head = (f"machine: {_cpu_name()}, {os.cpu_count()} logical cores; torch {torch.__version__}, "
             f"{threads} threads; Python {platform.python_version()}; T = {args.seq_len}; "
@@ -74,6 +83,44 @@ def main() -> int:
     with open(Path(__file__).with_name("results.jsonl"), "a") as f:
         f.write(json.dumps({"bench": "models", "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "machine": head,
                             "seq_len": args.seq_len, "threads": threads, "rows": rows}) + "\n")
+    return 0
+
+
+def gpu_table(args) -> int:
+    """The GPU variant: latency at batch 1, throughput at 256 and --big-batch, peak memory."""
+    dev, big = "cuda", args.big_batch
+    props = torch.cuda.get_device_properties(0)
+    head = (f"machine: {props.name} ({props.total_memory / 2**30:.0f} GiB), host {_cpu_name()}, "
+            f"{os.cpu_count()} logical cores; torch {torch.__version__}, CUDA {torch.version.cuda}; "
+            f"Python {platform.python_version()}; T = {args.seq_len}; {time.strftime('%Y-%m-%d %H:%M')}")
+    print(head + "\n")
+    print(f"| model | params | MACs (M) | latency b=1 (ms) | infer beats/s b=256 | infer beats/s b={big} | "
+          f"train beats/s b=256 | train beats/s b={big} | peak mem b=256 (MB) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    rows = []
+    for name in args.models:
+        torch.manual_seed(0)
+        model = create_model(name)
+        macs = count_macs(model, seq_len=args.seq_len)["macs"]  # counted on CPU (cuDNN hides its work)
+        model = model.to(dev)
+        lat = measure_latency(model, seq_len=args.seq_len, device=dev)
+        inf = measure_throughput(model, seq_len=args.seq_len, batch=256, device=dev)["beats_per_s"]
+        inf_big = measure_throughput(model, seq_len=args.seq_len, batch=big, device=dev)["beats_per_s"]
+        mem = measure_memory(model, seq_len=args.seq_len, batch=256, device=dev)
+        trn = measure_training_throughput(model, seq_len=args.seq_len, batch=256, device=dev,
+                                          runs=args.train_steps)["beats_per_s"]
+        trn_big = measure_training_throughput(model, seq_len=args.seq_len, batch=big, device=dev,
+                                              runs=args.train_steps)["beats_per_s"]
+        row = dict(model=name, params=count_params(model)["total"], macs=macs, latency_ms=lat["median_ms"],
+                   latency_ms_p90=lat["p90_ms"], infer_beats_per_s=inf, infer_beats_per_s_big=inf_big,
+                   train_beats_per_s=trn, train_beats_per_s_big=trn_big, big_batch=big,
+                   peak_memory_bytes=mem["peak_bytes"])
+        rows.append(row)
+        print(f"| {name} | {row['params']:,} | {macs / 1e6:.2f} | {lat['median_ms']:.3f} | {inf:,.0f} | "
+              f"{inf_big:,.0f} | {trn:,.0f} | {trn_big:,.0f} | {mem['peak_bytes'] / 2**20:.1f} |", flush=True)
+    with open(Path(__file__).with_name("results.jsonl"), "a") as f:
+        f.write(json.dumps({"bench": "models", "device": "cuda", "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                            "machine": head, "seq_len": args.seq_len, "rows": rows}) + "\n")
     return 0
 
 
