@@ -223,3 +223,16 @@ def test_torchscript_export_refuses_a_trace_that_baked_in_its_example():
 
     with pytest.raises(RuntimeError, match="differs from the eager model"):
         P.to_torchscript(Baked(), seq_len=16)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message given where CUDA is missing")
+def test_bench_models_on_cuda_without_a_gpu_is_a_one_line_error():
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    r = subprocess.run([sys.executable, str(root / "bench" / "models.py"), "--device", "cuda"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2
+    assert r.stderr.strip() == "bench/models.py: --device cuda but CUDA is not available on this machine"
+    assert r.stdout == ""
