@@ -299,11 +299,14 @@ def measure_latency(model: nn.Module, seq_len: int = 720, device: str = "cpu",
                     threads: int | None = None, warmup: int = 20, runs: int = 100,
                     rr_dim: int = 0, torchscript: bool = False) -> dict:
     """Batch-1 inference latency: {"median_ms", "p90_ms", "threads", "runs", "device"}.
-    torchscript=True times the deployment form (`to_torchscript`) instead of the eager model."""
+    torchscript=True times the deployment form (`to_torchscript`) instead of the eager model; a
+    ScriptModule (e.g. a file written by export.py, loaded back) is timed as it is."""
     if runs < 2:
         raise ValueError("runs must be >= 2")
     example = _example(model, seq_len, 1, rr_dim, device)
-    if torchscript:  # an eval-mode copy already: the caller's model is left as it is
+    if isinstance(model, torch.jit.ScriptModule):  # frozen in eval form already: no flags to set
+        target, mode = model.to(device), nullcontext()
+    elif torchscript:  # an eval-mode copy already: the caller's model is left as it is
         target, mode = to_torchscript(model, seq_len, rr_dim, device), nullcontext()
     else:
         target = _on(model, device)

@@ -1,0 +1,120 @@
+"""Export a trained checkpoint as a deployable TorchScript file, with its preprocessing inside.
+
+    python export.py data/records/ecg_lightweight_liteecgnet_<stamp>.pt
+    python export.py CKPT --out liteecgnet.ts --runs 500
+
+The file is the traced + frozen form of `profiling.to_torchscript` and runs without this
+repository:
+
+    meta = {"liteecg.json": ""}
+    m = torch.jit.load("liteecgnet.ts", _extra_files=meta)   # meta now holds the JSON text
+    logits = m(x)          # x: (B, 1, T) float32 windows; m(x, rr) with (B, 4) RR features
+                           # if the model was trained with --rr
+
+`liteecg.json` says what the windows must be: sampling rate, window length T, band-pass,
+per-window normalisation, class names, RR feature layout. Only windows of exactly T samples are
+served (the trace fixes the shape). Before the file is written the export's outputs are checked
+against the checkpoint's model, and after it is written it is loaded back and checked again.
+Prints the batch-1 latency on one thread of the eager model and of the exported file.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from profiling import measure_latency, to_torchscript
+from trainer import UsageError, cli, model_from_checkpoint, read_checkpoint
+from utils import PreprocConfig, atomic_write
+
+EXPORT_FORMAT, EXPORT_VERSION = "liteecg-torchscript", 1
+RR_LAYOUT = ["pre-RR (s)", "post-RR (s)", "pre-RR / mean of the 10 RR intervals ending at this beat",
+             "post-RR / the same mean"]  # utils.rr_features
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line instead of usage + message
+        raise UsageError(f"{message} (see --help)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="export.py", description=__doc__.splitlines()[0])
+    p.add_argument("checkpoint", help="final .pt checkpoint written by trainer.py")
+    p.add_argument("--out", help="output file (default: the checkpoint's path with .ts)")
+    p.add_argument("--runs", type=int, default=300,
+                   help="timed batch-1 calls per latency figure, 0 = do not time (default: 300)")
+    return p
+
+
+def export_metadata(ckpt: dict, checkpoint: str) -> dict:
+    """What a deployment needs to know to feed the exported model (stored as liteecg.json)."""
+    cfg = PreprocConfig.from_dict(ckpt["preprocessing"])
+    return {
+        "format": EXPORT_FORMAT, "version": EXPORT_VERSION, "model": ckpt["model_name"],
+        "checkpoint": Path(checkpoint).name, "class_names": list(ckpt["class_names"]),
+        "input": {"shape": [None, 1, cfg.window], "dtype": "float32", "fs": cfg.fs,
+                  "window_samples": cfg.window, "r_peak_at": cfg.window // 2,
+                  "bandpass_hz": list(cfg.band), "bandpass": f"Butterworth order {cfg.filter_order}, "
+                  "applied forwards and backwards (zero phase) to the whole record",
+                  "normalize": cfg.normalize + " per window"},
+        "rr": {"shape": [None, ckpt["rr_dim"]], "features": RR_LAYOUT} if ckpt["rr_dim"] else None,
+        "output": "logits (B, classes); argmax is the class, softmax its probability",
+        "preprocessing": cfg.to_dict(), "torch": str(torch.__version__),
+    }
+
+
+def _check(exported: torch.jit.ScriptModule, model: torch.nn.Module, window: int, rr_dim: int) -> None:
+    """The reloaded file must give the eager model's logits on fresh inputs."""
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn(5, 1, window, generator=g)
+    args = (x, torch.rand(5, rr_dim, generator=g) + 0.5) if rr_dim else (x,)
+    with torch.no_grad():
+        want, got = model(*args), exported(*args)
+    if not torch.allclose(got, want, atol=1e-5, rtol=1e-4):
+        raise RuntimeError(f"the written file differs from the checkpoint's model by "
+                           f"{(got - want).abs().max().item():.2e}")
+
+
+def export(checkpoint: str, out: str | None = None, runs: int = 300, log=print) -> Path:
+    """Write the checkpoint's model as TorchScript with liteecg.json inside -> the file's path."""
+    if runs < 0 or runs == 1:
+        raise UsageError(f"--runs must be 0 or >= 2, got {runs}")
+    ckpt = read_checkpoint(checkpoint)
+    model = model_from_checkpoint(ckpt, checkpoint)
+    out_path = Path(out) if out else Path(checkpoint).with_suffix(".ts")
+    if out_path.is_dir():
+        raise UsageError(f"--out {out_path} is a folder; give a file name")
+    if not out_path.parent.is_dir():
+        raise UsageError(f"folder {out_path.parent} does not exist")
+    meta = export_metadata(ckpt, checkpoint)
+    window, rr_dim = meta["input"]["window_samples"], ckpt["rr_dim"]
+    traced = to_torchscript(model, window, rr_dim)  # raises if it differs from the eager model
+    buf = io.BytesIO()
+    torch.jit.save(traced, buf, _extra_files={"liteecg.json": json.dumps(meta, indent=1)})
+    atomic_write(out_path, lambda f: f.write(buf.getvalue()))
+    _check(torch.jit.load(str(out_path)), model, window, rr_dim)
+    log(f"wrote {out_path} ({ckpt['model_name']}, {window}-sample windows"
+        f"{', with RR features' if rr_dim else ''}; checked against the checkpoint)")
+    if runs:
+        eager = measure_latency(model, window, threads=1, runs=runs, rr_dim=rr_dim)["median_ms"]
+        loaded = torch.jit.load(str(out_path))
+        exported = measure_latency(loaded, window, threads=1, runs=runs, rr_dim=rr_dim)["median_ms"]
+        log(f"latency b=1, 1 thread, median of {runs}: eager {eager:.3f} ms, exported {exported:.3f} ms")
+    return out_path
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry: one line on stderr and exit 2 for every user error."""
+    def body() -> int:
+        args = build_parser().parse_args(sys.argv[1:] if argv is None else list(argv))
+        export(args.checkpoint, args.out, args.runs)
+        return 0
+    return cli("export.py", body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
