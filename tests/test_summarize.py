@@ -174,3 +174,76 @@ def test_run_all_models_refuses_unknown_models_before_writing(tmp_path):
                        text=True, env={**os.environ, "MODELS": "liteecgnet nope"}, timeout=120)
     assert r.returncode == 2 and "unknown model 'nope'" in r.stderr
     assert "choose from: liteecgnet" in r.stderr and not out.exists()
+
+
+def _sweep_cmd(root: Path, mitbih_dir: Path, out: Path, *extra: str) -> list[str]:
+    return ["bash", str(root / "run_all_models.sh"), "--root", str(mitbih_dir), "--no-download", "--device", "cpu",
+            "--quiet", "--bootstrap", "50", "--class-limit", "100", "--train-recs", "101", "106", "--val-recs",
+            "103", "--test-recs", "100", "--out-dir", str(out), *extra]
+
+
+@pytest.mark.parametrize("jobs", ["0", "two", "-1"])
+def test_run_all_models_refuses_a_bad_jobs_value(tmp_path, jobs):
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "sweep"
+    r = subprocess.run(["bash", str(root / "run_all_models.sh"), "--out-dir", str(out)], capture_output=True,
+                       text=True, env={**os.environ, "JOBS": jobs}, timeout=120)
+    assert r.returncode == 2 and r.stderr.strip() == f"run_all_models.sh: JOBS must be a whole number >= 1, got '{jobs}'"
+    assert not out.exists()
+
+
+def test_run_all_models_jobs_2_runs_side_by_side_and_reports_a_failure(mitbih_dir, tmp_path):
+    import sys
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "sweep"
+    fake = tmp_path / "python"  # a Python that fails ldcnn's run only
+    fake.write_text(f'#!/usr/bin/env bash\n[[ " $* " == *" --model ldcnn "* ]] && {{ echo boom >&2; exit 3; }}\n'
+                    f'exec "{sys.executable}" "$@"\n')
+    fake.chmod(0o755)
+    r = subprocess.run(_sweep_cmd(root, mitbih_dir, out, "--epochs", "1"), capture_output=True, text=True,
+                       timeout=600, env={**os.environ, "JOBS": "2", "MODELS": "liteecgnet ldcnn", "PYTHON": str(fake)})
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "=== liteecgnet started" in r.stdout and "=== ldcnn started" in r.stdout
+    assert "!!! ldcnn failed (exit 3" in r.stdout and "FAILED: ldcnn" in r.stderr
+    assert "=== liteecgnet done: test: accuracy" in r.stdout
+    assert (out / "train_ldcnn.log").read_text().strip() == "boom"
+    (rep,) = out.glob("eval_report_*.json")
+    report = json.loads(rep.read_text())
+    assert report["model"] == "liteecgnet" and report["environment"]["threads"] == max(1, (os.cpu_count() or 1) // 2)
+    assert "| liteecgnet  |" in r.stdout and (out / "leaderboard.md").is_file()
+    assert not list(out.glob(".rc_*"))
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_run_all_models_ctrl_c_stops_the_sweep_cleanly(mitbih_dir, tmp_path, jobs):
+    """Ctrl-C as a terminal sends it: SIGINT to the sweep's process group. Running models stop the
+    way one trainer does (best epoch evaluated, report and resume state written), none starts."""
+    import signal
+    import time
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "sweep"
+    models = ["liteecgnet", "ldcnn"][:int(jobs)]
+    p = subprocess.Popen(_sweep_cmd(root, mitbih_dir, out, "--epochs", "60", "--patience", "60"),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                         env={**os.environ, "JOBS": jobs, "MODELS": " ".join(models + ["resnet"])},
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        deadline = time.time() + 300
+        logs = [out / f"train_{m}.log" for m in models]
+        while not all(log.exists() and "epoch   2/60" in log.read_text() for log in logs):
+            assert time.time() < deadline and p.poll() is None, "the runs did not reach epoch 2"
+            time.sleep(0.5)
+        os.killpg(p.pid, signal.SIGINT)
+        stdout, stderr = p.communicate(timeout=300)
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+    assert p.returncode == 130, stdout + stderr
+    assert "interrupted; models not started: resnet" in stderr
+    for m in models:
+        assert f"!!! {m} interrupted" in stdout
+        assert "interrupted: evaluating the best model so far" in (out / f"train_{m}.log").read_text()
+        (rep,) = out.glob(f"eval_report_{m}_*.json")
+        assert json.loads(rep.read_text())["timing"]["interrupted"] is True
+        assert len(list(out.glob(f"ecg_lightweight_{m}_*.last.pt"))) == 1
+    assert not (out / "train_resnet.log").exists()
