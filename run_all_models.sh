@@ -9,8 +9,8 @@
 #   JOBS=2 bash run_all_models.sh ...                      # two models at a time (default: 1)
 #
 # JOBS=N trains N models side by side, each with (cores / N) torch threads unless --threads is
-# given: these small models use a core better alone than shared (on the 2-core CPU of
-# docs/RESULTS.md two one-thread runs train 1.2-1.5x the beats/s of one two-thread run). Each
+# given: small models use a core better alone than shared (on the 2-core CPU of docs/RESULTS.md
+# two one-thread runs train 1.07-1.51x the beats/s of one two-thread run: bench/jobs.py). Each
 # run's output then goes to its log only, and the latency and epoch times in its report are
 # measured while the others train: quote bench/models.py for cost, not a JOBS>1 sweep.
 #
