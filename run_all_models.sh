@@ -31,20 +31,23 @@ if [[ -z "$out" ]]; then
 fi
 jobs_n="${JOBS:-1}"
 [[ "$jobs_n" =~ ^[1-9][0-9]*$ ]] || { echo "run_all_models.sh: JOBS must be a whole number >= 1, got '$jobs_n'" >&2; exit 2; }
+if (( jobs_n > 1 )) && (( BASH_VERSINFO[0] * 100 + BASH_VERSINFO[1] < 403 )); then  # wait -n, declare -A
+  echo "run_all_models.sh: JOBS > 1 needs bash 4.3 or newer (this is $BASH_VERSION); run with JOBS=1" >&2; exit 2
+fi
 all_models=$("$PY" -c "from models import MODEL_NAMES; print(' '.join(MODEL_NAMES))") || exit 2
 models="${MODELS:-$all_models}"
 for m in $models; do  # fail before training anything, not after an hour
   [[ " $all_models " == *" $m "* ]] || { echo "run_all_models.sh: unknown model '$m' in MODELS; choose from: $all_models" >&2; exit 2; }
 done
 if (( jobs_n > 1 )) && [[ " ${args[*]} " != *" --threads "* && " ${args[*]} " != *" --threads="* ]]; then
-  per=$(( $(nproc 2>/dev/null || echo 1) / jobs_n ))
+  per=$(( $(nproc 2>/dev/null || getconf _NPROCESSORS_ONLN 2>/dev/null || echo 1) / jobs_n ))
   args+=(--threads $(( per > 0 ? per : 1 )))
 fi
 mkdir -p "$out" || { echo "run_all_models.sh: cannot create $out" >&2; exit 2; }
 failed=()
 reports=()
 interrupted=0
-declare -A started=()  # model -> $SECONDS at its start
+started=" "  # the models started so far, space-separated
 
 note_done() {  # model exit-code seconds: record the outcome of one run
   local m=$1 rc=$2 secs=$3 log="$out/train_$1.log" rep
@@ -66,7 +69,7 @@ if (( jobs_n > 1 )); then
   # so every running trainer stops the way a single one does (best weights evaluated, report
   # written), and no new model starts.
   set -m
-  declare -A pid_of=()
+  declare -A pid_of=() t0_of=()  # model -> its process group; model -> $SECONDS at its start
   trap 'interrupted=1; for p in "${pid_of[@]}"; do kill -INT -- "-$p" 2>/dev/null; done' INT
   run_one() {  # the run's exit code goes to a file: the job's own status is lost to `wait -n`
     "$PY" trainer.py --model "$1" "${args[@]}" > "$out/train_$1.log" 2>&1
@@ -79,7 +82,7 @@ if (( jobs_n > 1 )); then
       rc=137  # gone without writing its exit code: killed by a signal
       [[ -f "$out/.rc_$m" ]] && rc=$(cat "$out/.rc_$m")
       [[ $rc -eq 0 ]] && grep -h '^test:' "$out/train_$m.log" | sed "s/^/=== $m done: /"
-      note_done "$m" "$rc" $(( SECONDS - started[$m] ))
+      note_done "$m" "$rc" $(( SECONDS - t0_of[$m] ))
       rm -f "$out/.rc_$m"
       unset "pid_of[$m]"
     done
@@ -89,7 +92,8 @@ if (( jobs_n > 1 )); then
     (( interrupted )) && break
     rm -f "$out/.rc_$m"
     echo "=== $m started (log: $out/train_$m.log) ==="
-    started[$m]=$SECONDS
+    started+="$m "
+    t0_of[$m]=$SECONDS
     run_one "$m" &
     pid_of[$m]=$!
   done
@@ -101,10 +105,11 @@ else
   trap 'interrupted=1' INT
   for m in $models; do
     echo "=== $m ==="
-    started[$m]=$SECONDS
+    started+="$m "
+    t0=$SECONDS
     "$PY" trainer.py --model "$m" "${args[@]}" 2>&1 | tee -i "$out/train_$m.log"
     rc=${PIPESTATUS[0]}
-    note_done "$m" "$rc" $(( SECONDS - started[$m] ))
+    note_done "$m" "$rc" $(( SECONDS - t0 ))
     if (( interrupted || rc == 130 )); then interrupted=1; break; fi
   done
   trap - INT
@@ -129,7 +134,8 @@ if [[ ${#failed[@]} -gt 0 ]]; then
   echo "FAILED: ${failed[*]}" >&2
 fi
 if (( interrupted )); then
-  echo "run_all_models.sh: interrupted; models not started: $(for m in $models; do [[ -n "${started[$m]:-}" ]] || printf '%s ' "$m"; done)" >&2
+  rest=$(for m in $models; do [[ "$started" == *" $m "* ]] || printf '%s ' "$m"; done)
+  echo "run_all_models.sh: interrupted; models not started: ${rest:-none}" >&2
   exit 130
 fi
 [[ ${#failed[@]} -eq 0 ]] || exit 1
