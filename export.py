@@ -16,6 +16,8 @@ per-window normalisation, class names, RR feature layout. Only windows of exactl
 served (the trace fixes the shape). Before the file is written the export's outputs are checked
 against the checkpoint's model, and after it is written it is loaded back and checked again.
 Prints the batch-1 latency on one thread of the eager model and of the exported file.
+(torch 2.13 marks TorchScript deprecated in favour of torch.export; `profiling.to_torchscript`
+says why this form stays for now.)
 """
 from __future__ import annotations
 

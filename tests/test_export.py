@@ -14,6 +14,9 @@ from models import create_model
 from trainer import CKPT_FORMAT, CKPT_VERSION
 from utils import PreprocConfig
 
+# torch 2.13 marks torch.jit.save/load deprecated; the exported file is still TorchScript (see export.py)
+pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.*deprecated:DeprecationWarning")
+
 
 def make_checkpoint(path: Path, model_name: str = "liteecgnet", rr_dim: int = 0, kind: str = "final",
                     cfg: PreprocConfig = PreprocConfig()) -> torch.nn.Module:
