@@ -29,8 +29,8 @@ from pathlib import Path
 
 import torch
 
-from profiling import measure_latency, to_torchscript
-from trainer import UsageError, cli, model_from_checkpoint, read_checkpoint
+from profiling import check_outputs, measure_latency, to_torchscript
+from trainer import CliParser, UsageError, cli, model_from_checkpoint, read_checkpoint
 from utils import PreprocConfig, atomic_write
 
 EXPORT_FORMAT, EXPORT_VERSION = "liteecg-torchscript", 1
@@ -38,13 +38,8 @@ RR_LAYOUT = ["pre-RR (s)", "post-RR (s)", "pre-RR / mean of the 10 RR intervals 
              "post-RR / the same mean"]  # utils.rr_features
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line instead of usage + message
-        raise UsageError(f"{message} (see --help)")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="export.py", description=__doc__.splitlines()[0])
+    p = CliParser(prog="export.py", description=__doc__.splitlines()[0])
     p.add_argument("checkpoint", help="final .pt checkpoint written by trainer.py")
     p.add_argument("--out", help="output file (default: the checkpoint's path with .ts)")
     p.add_argument("--runs", type=int, default=300,
@@ -69,18 +64,6 @@ def export_metadata(ckpt: dict, checkpoint: str) -> dict:
     }
 
 
-def _check(exported: torch.jit.ScriptModule, model: torch.nn.Module, window: int, rr_dim: int) -> None:
-    """The reloaded file must give the eager model's logits on fresh inputs."""
-    g = torch.Generator().manual_seed(7)
-    x = torch.randn(5, 1, window, generator=g)
-    args = (x, torch.rand(5, rr_dim, generator=g) + 0.5) if rr_dim else (x,)
-    with torch.no_grad():
-        want, got = model(*args), exported(*args)
-    if not torch.allclose(got, want, atol=1e-5, rtol=1e-4):
-        raise RuntimeError(f"the written file differs from the checkpoint's model by "
-                           f"{(got - want).abs().max().item():.2e}")
-
-
 def export(checkpoint: str, out: str | None = None, runs: int = 300, log=print) -> Path:
     """Write the checkpoint's model as TorchScript with liteecg.json inside -> the file's path."""
     if runs < 0 or runs == 1:
@@ -98,12 +81,12 @@ def export(checkpoint: str, out: str | None = None, runs: int = 300, log=print) 
     buf = io.BytesIO()
     torch.jit.save(traced, buf, _extra_files={"liteecg.json": json.dumps(meta, indent=1)})
     atomic_write(out_path, lambda f: f.write(buf.getvalue()))
-    _check(torch.jit.load(str(out_path)), model, window, rr_dim)
+    loaded = torch.jit.load(str(out_path))
+    check_outputs(loaded, model, window, rr_dim, what=f"the written file {out_path}")
     log(f"wrote {out_path} ({ckpt['model_name']}, {window}-sample windows"
         f"{', with RR features' if rr_dim else ''}; checked against the checkpoint)")
     if runs:
         eager = measure_latency(model, window, threads=1, runs=runs, rr_dim=rr_dim)["median_ms"]
-        loaded = torch.jit.load(str(out_path))
         exported = measure_latency(loaded, window, threads=1, runs=runs, rr_dim=rr_dim)["median_ms"]
         log(f"latency b=1, 1 thread, median of {runs}: eager {eager:.3f} ms, exported {exported:.3f} ms")
     return out_path

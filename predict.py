@@ -49,8 +49,8 @@ import numpy as np
 
 from dataset import BeatTensors
 from metrics import classification_metrics, ec57_stats
-from trainer import (UsageError, cli, model_from_checkpoint, predict, read_checkpoint, require_final,
-                     resolve_device)
+from trainer import (CliParser, UsageError, cli, model_from_checkpoint, predict, read_checkpoint,
+                     require_final, resolve_device)
 from utils import (LABEL_SCHEMES, NORMALIZERS, BeatData, DataError, PreprocConfig, atomic_write, bandpass,
                    cut_windows, read_record, read_signal, rr_features, windows_inside)
 
@@ -59,13 +59,8 @@ CLASS_SYMBOL = {"N": "N", "S": "A", "SVEB": "A", "V": "V", "VEB": "V", "F": "F",
 MATCH_WINDOW_S = 0.150  # bxb / EC57 beat-matching window
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line instead of usage + message
-        raise UsageError(f"{message} (see --help)")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(description="Label every beat of a WFDB record with a trained LiteECG checkpoint.")
+    p = CliParser(description="Label every beat of a WFDB record with a trained LiteECG checkpoint.")
     p.add_argument("checkpoint", help="final checkpoint (.pt) written by trainer.py")
     p.add_argument("record", help="WFDB record path without extension, e.g. ../shared/mitdb/100")
     p.add_argument("--out-dir", default="data/predictions", help="output folder (default: data/predictions)")

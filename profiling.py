@@ -340,13 +340,21 @@ def to_torchscript(model: nn.Module, seq_len: int = 720, rr_dim: int = 0,
         # check_trace=False: its re-trace sees the BN/CoordConv caches already filled and calls
         # that a different graph; the check below, on an input the trace never saw, is the real one
         traced = torch.jit.freeze(torch.jit.trace(model, example, check_trace=False))
-        fresh = _example(model, seq_len, 3, rr_dim, device, seed=1)
-        for inputs in (example, fresh):
-            want, got = model(*inputs), traced(*inputs)
-            if not torch.allclose(got, want, atol=1e-5, rtol=1e-4):
-                raise RuntimeError(f"TorchScript export of {type(model).__name__} differs from the "
-                                   f"eager model by {(got - want).abs().max().item():.2e}")
+        check_outputs(traced, model, seq_len, rr_dim, device, f"TorchScript export of {type(model).__name__}",
+                      inputs=(example,))
     return traced
+
+
+def check_outputs(candidate, model: nn.Module, seq_len: int, rr_dim: int = 0, device: str | torch.device = "cpu",
+                  what: str = "the export", inputs: tuple = ()) -> None:
+    """Raise RuntimeError unless `candidate` (e.g. a traced or reloaded export) gives the eager
+    model's outputs (atol 1e-5, rtol 1e-4) on each of `inputs` and on a fresh random batch."""
+    fresh = _example(model, seq_len, 3, rr_dim, device, seed=1)
+    with torch.inference_mode(False), torch.no_grad():
+        for x in (*inputs, fresh):
+            want, got = model(*x), candidate(*x)
+            if not torch.allclose(got, want, atol=1e-5, rtol=1e-4):
+                raise RuntimeError(f"{what} differs from the eager model by {(got - want).abs().max().item():.2e}")
 
 
 def measure_throughput(model: nn.Module, seq_len: int = 720, batch: int = 256, device: str = "cpu",

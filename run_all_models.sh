@@ -110,7 +110,7 @@ else
     "$PY" trainer.py --model "$m" "${args[@]}" 2>&1 | tee -i "$out/train_$m.log"
     rc=${PIPESTATUS[0]}
     note_done "$m" "$rc" $(( SECONDS - t0 ))
-    if (( interrupted || rc == 130 )); then interrupted=1; break; fi
+    (( interrupted )) && break  # set by the trap, or by note_done for the trainer's exit 130
   done
   trap - INT
 fi

@@ -48,7 +48,8 @@ class UsageError(Exception):
 # Command line
 # ----------------------------------------------------------------------------------------------
 
-class _Parser(argparse.ArgumentParser):
+class CliParser(argparse.ArgumentParser):
+    """argparse for the scripts (trainer, predict, export): a bad flag is one UsageError line."""
     def error(self, message: str):  # one line instead of usage + message
         raise UsageError(f"{message} (see --help)")
 
@@ -58,7 +59,7 @@ CLASS_WEIGHTINGS = {"inverse": 1.0, "sqrt": 0.5}  # --class-weights mode -> powe
 
 def build_parser(suppress: bool = False) -> argparse.ArgumentParser:
     """The CLI. With suppress=True no defaults are set, which tells which flags were given."""
-    p = _Parser(description="Train / evaluate a lightweight ECG beat classifier on MIT-BIH.",
+    p = CliParser(description="Train / evaluate a lightweight ECG beat classifier on MIT-BIH.",
                 argument_default=argparse.SUPPRESS if suppress else None)
     D, T = DATA_DEFAULTS, TRAIN_DEFAULTS
 
