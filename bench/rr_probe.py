@@ -4,11 +4,12 @@ on RR features only, trained on DS1, tested on DS2 (AAMI classes, paced records 
     MITBIH_DIR=../shared/mitdb python bench/rr_probe.py
 
 The neural nets see these features through `--rr`; this probe asks whether a different RR
-normalisation would be worth adding to them. Feature sets: the trainer's own four (`causal`:
-pre-RR, post-RR, both divided by the mean of the previous 10 RR), plus the same two divided by
-the record's median RR (`global`) or by the mean RR of a +-150 s window around the beat
-(`centred`, de Chazal et al. 2004's "average RR"). Both extras use unlabelled R-peak times of
-the beat's own record only (no labels, no other patient). Prints a Markdown table and appends a
+normalisation, or leaving the absolute intervals out, would be worth giving them. Feature sets
+(FEATURE_SETS below): the trainer's own four (pre-RR and post-RR in seconds, `abs`, and both
+divided by the mean of the previous 10 RR, `local`), plus the same two divided by the record's
+median RR (`global`) or by the mean RR of a +-150 s window around the beat (`centred`, de Chazal
+et al. 2004's "average RR"), and relative sets without the seconds. All use unlabelled R-peak
+times of the beat's own record only (no labels, no other patient). Prints a Markdown table and appends a
 JSON line to bench/results.jsonl. Takes about 20 s.
 """
 from __future__ import annotations
@@ -28,26 +29,28 @@ sys.path.insert(0, str(ROOT))
 from dataset import DS1, DS2  # noqa: E402
 from utils import BEAT_SYMBOLS, CLASS_NAMES, LABEL_SCHEMES, read_annotations, rr_features  # noqa: E402
 
-FEATURE_SETS = ("causal", "causal+global", "causal+centred")
+# name -> columns: `abs` pre/post RR in s, `local` both / mean of the previous 10 RR (the
+# trainer's four are abs+local), `global` both / the record's median RR, `centred` both / the
+# mean RR within +-150 s (de Chazal et al. 2004's "average RR"). The relative sets leave out the
+# seconds, which carry each patient's heart rate.
+FEATURE_SETS = ("abs+local", "abs+local+global", "abs+local+centred", "local", "local+centred")
 
 
-def features(root: str, rec: str, extra: str) -> tuple[np.ndarray, np.ndarray]:
-    """RR features (n, 4 or 6) and AAMI labels (n,) of one record's beats."""
+def features(root: str, rec: str, cols: str) -> tuple[np.ndarray, np.ndarray]:
+    """RR feature columns `cols` (see FEATURE_SETS) and AAMI labels (n,) of one record's beats."""
     samp, sym = read_annotations(Path(root) / f"{rec}.atr")
     beat = np.isin(sym, list(BEAT_SYMBOLS))
     samp, sym = samp[beat], sym[beat]
     f = rr_features(samp, 360)  # (n, 4): pre, post, pre / local, post / local
     pre, post = f[:, 0], f[:, 1]
-    if extra == "global":
-        ref = np.median(np.diff(samp)) / 360.0
-    elif extra == "centred":
-        t = samp / 360.0
-        c = np.concatenate([[0.0], np.cumsum(pre)])
-        lo, hi = np.searchsorted(t, t - 150), np.searchsorted(t, t + 150)
-        ref = (c[hi] - c[lo]) / np.maximum(hi - lo, 1)  # mean pre-RR within +-150 s
-    else:
-        ref = None
-    x = f if ref is None else np.column_stack([f, pre / ref, post / ref])
+    t = samp / 360.0
+    c = np.concatenate([[0.0], np.cumsum(pre)])
+    lo, hi = np.searchsorted(t, t - 150), np.searchsorted(t, t + 150)
+    centred = (c[hi] - c[lo]) / np.maximum(hi - lo, 1)  # mean pre-RR within +-150 s
+    glob = np.median(np.diff(samp)) / 360.0
+    parts = {"abs": f[:, :2], "local": f[:, 2:], "global": np.column_stack([pre / glob, post / glob]),
+             "centred": np.column_stack([pre / centred, post / centred])}
+    x = np.column_stack([parts[k] for k in cols.split("+")])
     return x, np.array([LABEL_SCHEMES["aami5"][s] for s in sym])
 
 
@@ -66,9 +69,8 @@ def main() -> int:
     print("|---|" + "---:|" * (len(names) + 2))
     rows = []
     for fs in FEATURE_SETS:
-        extra = fs.split("+")[1] if "+" in fs else ""
-        xtr, ytr = (np.concatenate(a) for a in zip(*[features(args.root, r, extra) for r in DS1]))
-        xte, yte = (np.concatenate(a) for a in zip(*[features(args.root, r, extra) for r in DS2]))
+        xtr, ytr = (np.concatenate(a) for a in zip(*[features(args.root, r, fs) for r in DS1]))
+        xte, yte = (np.concatenate(a) for a in zip(*[features(args.root, r, fs) for r in DS2]))
         n = np.bincount(ytr, minlength=len(names))
         # square-root inverse-frequency weights, as the inter-patient sweep gives the nets
         weight = {k: float(np.sqrt(len(ytr) / (len(names) * n[k]))) for k in range(len(names)) if n[k]}
