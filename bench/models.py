@@ -29,8 +29,9 @@ from profiling import (count_macs, count_params, measure_latency, measure_memory
                        measure_throughput, measure_training_throughput)
 from trainer import _cpu_name  # noqa: E402
 
-# The public reference implementation's training speed measured on this 2-core CPU (beats/s,
-# batch 256, forward + backward + AdamW, 2 threads), as given in issue 6.
+# The public reference implementation's training speed (beats/s, batch 256, forward + backward +
+# AdamW, 2 threads) as given in issue 6, measured on the 2-core CPU the issue was filed on: the
+# `vs reference` column is only a like-for-like ratio on that machine.
 REFERENCE_TRAIN_BEATS_PER_S = {"liteecgnet": 234, "deepecgnet": 155, "ecgnet": 70, "se_ecgnet": 46,
                                "bircnn": 15, "ldcnn": 426, "resnet": 102}
 
