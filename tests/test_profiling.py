@@ -236,3 +236,22 @@ def test_bench_models_on_cuda_without_a_gpu_is_a_one_line_error():
     assert r.returncode == 2
     assert r.stderr.strip() == "bench/models.py: --device cuda but CUDA is not available on this machine"
     assert r.stdout == ""
+
+
+def test_bench_pipeline_filter_stage_filters_every_record(mitbih_dir):
+    """The stage behind bench/pipeline.py's cold-build ceiling times the band-pass over all 48
+    whole records (650,000 samples each), not a subset."""
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[1] / "bench" / "pipeline.py"
+    spec = importlib.util.spec_from_file_location("bench_pipeline", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    got = []
+
+    class Q:  # the stage reports through a multiprocessing queue; a list does here
+        put = got.append
+    bench._stage_filter(str(mitbih_dir), "", Q())
+    seconds, samples, rss = got[0]
+    assert samples == 48 * 650_000
+    assert 0 < seconds < 60 and rss > 0
