@@ -8,9 +8,9 @@ normalisation, or leaving the absolute intervals out, would be worth giving them
 (FEATURE_SETS below): the trainer's own four (pre-RR and post-RR in seconds, `abs`, and both
 divided by the mean of the previous 10 RR, `local`), plus the same two divided by the record's
 median RR (`global`) or by the mean RR of a +-150 s window around the beat (`centred`, de Chazal
-et al. 2004's "average RR"), and relative sets without the seconds. All use unlabelled R-peak
-times of the beat's own record only (no labels, no other patient). Prints a Markdown table and appends a
-JSON line to bench/results.jsonl. Takes about 20 s.
+et al. 2004's "average RR"), and relative sets without the seconds, which carry each patient's
+heart rate. All use unlabelled R-peak times of the beat's own record only (no labels, no other
+patient). Prints a Markdown table and appends a JSON line to bench/results.jsonl. Takes about 20 s.
 """
 from __future__ import annotations
 
@@ -29,10 +29,7 @@ sys.path.insert(0, str(ROOT))
 from dataset import DS1, DS2  # noqa: E402
 from utils import BEAT_SYMBOLS, CLASS_NAMES, LABEL_SCHEMES, read_annotations, rr_features  # noqa: E402
 
-# name -> columns: `abs` pre/post RR in s, `local` both / mean of the previous 10 RR (the
-# trainer's four are abs+local), `global` both / the record's median RR, `centred` both / the
-# mean RR within +-150 s (de Chazal et al. 2004's "average RR"). The relative sets leave out the
-# seconds, which carry each patient's heart rate.
+# column groups joined by "+"; the module docstring says what each group holds
 FEATURE_SETS = ("abs+local", "abs+local+global", "abs+local+centred", "local", "local+centred")
 
 
