@@ -47,6 +47,12 @@ def test_label_schemes_cover_exactly_the_beat_symbols():
         assert mark not in BEAT_SYMBOLS
 
 
+def test_labels_follow_the_symbols(all_beats, all_beats_aami):
+    for d, name in ((all_beats, "seed4"), (all_beats_aami, "aami5")):
+        table = LABEL_SCHEMES[name]
+        assert d.y.tolist() == [table[s] for s in d.symbol], name
+
+
 def test_annotation_reader_matches_wfdb(mitbih_dir):
     import wfdb
     for rec in MITDB_RECORDS:

@@ -238,9 +238,9 @@ def test_bench_models_on_cuda_without_a_gpu_is_a_one_line_error():
     assert r.stdout == ""
 
 
-def test_bench_pipeline_filter_stage_filters_every_record(mitbih_dir):
-    """The stage behind bench/pipeline.py's cold-build ceiling times the band-pass over all 48
-    whole records (650,000 samples each), not a subset."""
+def test_bench_pipeline_floor_stage_covers_every_record_and_beat(mitbih_dir):
+    """The stage behind bench/pipeline.py's cold-build ceilings reads, band-passes and cuts all
+    48 whole records (650,000 samples each) and every window the pipeline keeps, not a subset."""
     import importlib.util
     from pathlib import Path
     path = Path(__file__).resolve().parents[1] / "bench" / "pipeline.py"
@@ -251,7 +251,7 @@ def test_bench_pipeline_filter_stage_filters_every_record(mitbih_dir):
 
     class Q:  # the stage reports through a multiprocessing queue; a list does here
         put = got.append
-    bench._stage_filter(str(mitbih_dir), "", Q())
-    seconds, samples, rss = got[0]
-    assert samples == 48 * 650_000
-    assert 0 < seconds < 60 and rss > 0
+    bench._stage_floor(str(mitbih_dir), "", Q())
+    t_read, t_filter, t_cut, samples, beats = got[0]
+    assert samples == 48 * 650_000 and beats == 109_374
+    assert all(0 < t < 60 for t in (t_read, t_filter, t_cut))
