@@ -1,8 +1,12 @@
 """Configuration: one plain dict per model plus the data and training defaults.
 
-`models.create_model(name, **overrides)` merges the model's dict below with any overrides;
-trainer.py's argparse defaults come from TRAIN_DEFAULTS / DATA_DEFAULTS so the help strings,
-the README and the code cannot drift apart.
+The one place for every default a user tunes. `models.create_model(name, **overrides)` merges
+the model's dict below with any overrides (the model constructors have no defaults of their
+own); utils.PreprocConfig and trainer.py's argparse read DATA_DEFAULTS / TRAIN_DEFAULTS, so the
+help strings, the README and the code cannot drift apart.
+
+Adding a model: its file in models/ (decorated with `@register("name")`) and its dict here,
+added to MODEL_CONFIGS; the order of MODEL_CONFIGS is the order the suite lists models in.
 """
 
 # --- data / preprocessing defaults (see utils.PreprocConfig) -----------------------------------
@@ -12,7 +16,14 @@ DATA_DEFAULTS = {
     "segment_sec": 2.0,     # window length centred on the R peak
     "classes": "seed4",     # label scheme: seed4 | aami5
     "normalize": "zscore",  # per-window normalisation: zscore | minmax | none
+    "band": (0.5, 40.0),    # Hz band-pass: baseline wander below, EMG/mains above
+    "filter_order": 2,      # Butterworth order (doubled by the zero-phase forward-backward pass)
+    # Lead choice by name: MLII when present (it is the *second* signal of record 114); records
+    # 102 and 104 have no MLII, then V5 (the first signal of both), then the others.
+    "lead_policy": ("MLII", "V5", "V2", "V1", "V4"),
 }
+# Samples per beat window at the defaults (720): what profiling and benchmarks measure at.
+DEFAULT_WINDOW = int(round(DATA_DEFAULTS["segment_sec"] * DATA_DEFAULTS["fs"]))
 
 # --- training defaults ------------------------------------------------------------------------
 TRAIN_DEFAULTS = {
@@ -22,6 +33,8 @@ TRAIN_DEFAULTS = {
     "lr": 3e-3,
     "weight_decay": 1e-4,
     "patience": 7,
+    "focal_gamma": 2.0,
+    "bootstrap": 1000,      # bootstrap resamples for confidence intervals
     "seed": 1337,
     "device": "cuda",
     "split": "stratified",
@@ -39,7 +52,7 @@ LITEECGNET_CONFIG = {
 ECGNET_CONFIG = {
     "stem_channels": 32, "stem_stride": 4, "stem_kernel": 3, "coord": True,
     "branch_kernels": (3, 5, 9), "branch_channels": 16, "channels": (64, 96), "kernel": 5,
-    "dropout": 0.2,
+    "se_reduction": 0, "dropout": 0.2,
 }
 SE_ECGNET_CONFIG = {**ECGNET_CONFIG, "se_reduction": 4}
 BIRCNN_CONFIG = {
@@ -53,7 +66,7 @@ RESNET_CONFIG = {
 DEEPECGNET_CONFIG = {
     "stem_channels": 32, "stem_stride": 4, "stem_kernel": 3, "coord": True, "d_model": 64,
     "conv_strides": (2, 2, 2), "kernel": 5, "heads": 4, "layers": 2, "ff_dim": 128,
-    "attn_dropout": 0.0, "dropout": 0.1,
+    "attn_dropout": 0.0, "dropout": 0.1, "max_tokens": 512,
 }
 LDCNN_CONFIG = {
     "stem_channels": 16, "stem_stride": 4, "stem_kernel": 3, "coord": True,

@@ -1,14 +1,16 @@
 """Splits of the beat data into train / val / test, and fast in-memory batches for torch.
 
-Three modes share the one pipeline of utils.load_beats and differ only in how they split:
+Three protocols share the one pipeline of utils.load_beats and differ only in how they split;
+`load_split` loads and splits in one call, `SPLITTERS` maps each protocol to its function:
 
-- ``random``       record-wise: 70/15/15 of the *records* (the product's ``--no-stratified``);
-                   records 201 and 202 are one patient and always land in the same part.
-- ``stratified``   beat-wise, class ratios kept (stratified_dataset.py). Intra-patient: optimistic.
-- ``interpatient`` de Chazal et al. 2004: train DS1, test DS2, paced records excluded;
-                   validation is a seeded subset of DS1 records (see ``interpatient_split``).
+- ``stratified``   beat-wise, class ratios kept: the index split is stratified_dataset.py's
+                   (``stratified_beat_split`` here wraps it). Intra-patient: optimistic.
+- ``random``       record-wise, here (``random_record_split``): 70/15/15 of the *records* (the
+                   product's ``--no-stratified``); records 201 and 202 (one patient) stay together.
+- ``interpatient`` de Chazal et al. 2004, here (``interpatient_split``): train DS1, test DS2,
+                   paced records excluded; validation is a seeded subset of DS1 records.
 
-Explicit ``train/val/test`` record lists override the mode.
+Explicit ``train/val/test`` record lists override the mode (``explicit_split``).
 """
 from __future__ import annotations
 
@@ -19,7 +21,9 @@ import numpy as np
 import torch
 
 from stratified_dataset import LEAKAGE_WARNING, stratified_split
-from utils import MITDB_RECORDS, BeatData, DataError
+from beats import RR_DIM
+from cli import DataError
+from utils import MITDB_RECORDS, BeatData, PreprocConfig, load_beats
 
 SPLIT_MODES = ("stratified", "random", "interpatient")
 PARTS = ("train", "val", "test")
@@ -181,6 +185,22 @@ def make_splits(data: BeatData, mode: str, seed: int,
     return splits
 
 
+def load_split(root: str, cfg: PreprocConfig, mode: str, seed: int, *,
+               explicit: dict[str, Sequence[str]] | None = None, class_limit: int | None = None,
+               use_cache: bool = True, download: bool = True, log: Callable[[str], None] = print
+               ) -> tuple[BeatData, Splits]:
+    """Load the records `mode` (or the explicit lists) needs and split them; logs the split."""
+    data = load_beats(root, cfg, records=records_for(mode, explicit), use_cache=use_cache,
+                      download=download, log=log)
+    splits = make_splits(data, mode, seed, explicit=explicit, class_limit=class_limit)
+    if splits.warning:
+        log(f"NOTE: {splits.warning}")
+    for n in splits.notes:
+        log(f"note: {n}")
+    log("beats  " + "  ".join(f"{p}: {len(splits.part(p))} {data.class_counts(splits.part(p))}" for p in PARTS))
+    return data, splits
+
+
 def limit_per_class(y: np.ndarray, idx: np.ndarray, limit: int, seed: int) -> np.ndarray:
     """At most `limit` indices of each class from `idx` (seeded choice), sorted."""
     if limit < 1:
@@ -195,15 +215,28 @@ class BeatTensors:
     ``__getitem__`` + collate (which costs more than a small model's forward pass on a CPU)."""
 
     def __init__(self, data: BeatData, idx: np.ndarray, device: str | torch.device = "cpu"):
-        self.x = torch.from_numpy(np.ascontiguousarray(data.x[idx])).unsqueeze(1).to(device)  # (N, 1, T)
-        self.rr = torch.from_numpy(np.ascontiguousarray(data.rr[idx])).to(device)              # (N, 4)
-        self.y = torch.from_numpy(data.y[idx]).to(device)                                      # (N,)
+        self._set(data.x[idx], data.rr[idx], data.y[idx], device)
+
+    @classmethod
+    def from_arrays(cls, x: np.ndarray, rr: np.ndarray | None, y: np.ndarray | None = None,
+                    device: str | torch.device = "cpu") -> "BeatTensors":
+        """Inputs that are not a BeatData part (predict.py): no labels -> y is all 0."""
+        self = cls.__new__(cls)
+        n = len(x)
+        self._set(x, rr if rr is not None else np.zeros((n, RR_DIM), np.float32),
+                  y if y is not None else np.zeros(n, np.int64), device)
+        return self
+
+    def _set(self, x: np.ndarray, rr: np.ndarray, y: np.ndarray, device) -> None:
+        self.x = torch.from_numpy(np.ascontiguousarray(x)).unsqueeze(1).to(device)  # (N, 1, T)
+        self.rr = torch.from_numpy(np.ascontiguousarray(rr)).to(device)             # (N, RR_DIM)
+        self.y = torch.from_numpy(np.ascontiguousarray(y)).to(device)               # (N,)
 
     def __len__(self) -> int:
         return len(self.y)
 
     def batches(self, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None):
-        """Yield (x (B,1,T), rr (B,4), y (B,)) batches; a seeded generator makes shuffling repeatable."""
+        """Yield (x (B,1,T), rr (B,RR_DIM), y (B,)) batches; a seeded generator makes shuffling repeatable."""
         n = len(self)
         order = torch.randperm(n, generator=generator).to(self.y.device) if shuffle else None
         for s in range(0, n, batch_size):

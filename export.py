@@ -29,13 +29,13 @@ from pathlib import Path
 
 import torch
 
+from beats import RR_FEATURES
+from checkpoint import Checkpoint
+from cli import CliParser, UsageError, run_cli
 from profiling import check_outputs, measure_latency, to_torchscript
-from trainer import CliParser, UsageError, cli, model_from_checkpoint, read_checkpoint
-from utils import PreprocConfig, atomic_write
+from utils import atomic_write
 
 EXPORT_FORMAT, EXPORT_VERSION = "liteecg-torchscript", 1
-RR_LAYOUT = ["pre-RR (s)", "post-RR (s)", "pre-RR / mean of the 10 RR intervals ending at this beat",
-             "post-RR / the same mean"]  # utils.rr_features
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,18 +47,18 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def export_metadata(ckpt: dict, checkpoint: str) -> dict:
+def export_metadata(ckpt: Checkpoint, checkpoint: str) -> dict:
     """What a deployment needs to know to feed the exported model (stored as liteecg.json)."""
-    cfg = PreprocConfig.from_dict(ckpt["preprocessing"])
+    cfg = ckpt.preproc
     return {
-        "format": EXPORT_FORMAT, "version": EXPORT_VERSION, "model": ckpt["model_name"],
-        "checkpoint": Path(checkpoint).name, "class_names": list(ckpt["class_names"]),
+        "format": EXPORT_FORMAT, "version": EXPORT_VERSION, "model": ckpt.model_name,
+        "checkpoint": Path(checkpoint).name, "class_names": list(ckpt.class_names),
         "input": {"shape": [None, 1, cfg.window], "dtype": "float32", "fs": cfg.fs,
                   "window_samples": cfg.window, "r_peak_at": cfg.window // 2,
                   "bandpass_hz": list(cfg.band), "bandpass": f"Butterworth order {cfg.filter_order}, "
                   "applied forwards and backwards (zero phase) to the whole record",
                   "normalize": cfg.normalize + " per window"},
-        "rr": {"shape": [None, ckpt["rr_dim"]], "features": RR_LAYOUT} if ckpt["rr_dim"] else None,
+        "rr": {"shape": [None, ckpt.rr_dim], "features": list(RR_FEATURES.values())} if ckpt.rr_dim else None,
         "output": "logits (B, classes); argmax is the class, softmax its probability",
         "preprocessing": cfg.to_dict(), "torch": str(torch.__version__),
     }
@@ -68,22 +68,22 @@ def export(checkpoint: str, out: str | None = None, runs: int = 300, log=print) 
     """Write the checkpoint's model as TorchScript with liteecg.json inside -> the file's path."""
     if runs < 0 or runs == 1:
         raise UsageError(f"--runs must be 0 or >= 2, got {runs}")
-    ckpt = read_checkpoint(checkpoint)
-    model = model_from_checkpoint(ckpt, checkpoint)
+    ckpt = Checkpoint.load(checkpoint)
+    model = ckpt.build_model("cpu", checkpoint)
     out_path = Path(out) if out else Path(checkpoint).with_suffix(".ts")
     if out_path.is_dir():
         raise UsageError(f"--out {out_path} is a folder; give a file name")
     if not out_path.parent.is_dir():
         raise UsageError(f"folder {out_path.parent} does not exist")
     meta = export_metadata(ckpt, checkpoint)
-    window, rr_dim = meta["input"]["window_samples"], ckpt["rr_dim"]
+    window, rr_dim = meta["input"]["window_samples"], ckpt.rr_dim
     traced = to_torchscript(model, window, rr_dim)  # raises if it differs from the eager model
     buf = io.BytesIO()
     torch.jit.save(traced, buf, _extra_files={"liteecg.json": json.dumps(meta, indent=1)})
     atomic_write(out_path, lambda f: f.write(buf.getvalue()))
     loaded = torch.jit.load(str(out_path))
     check_outputs(loaded, model, window, rr_dim, what=f"the written file {out_path}")
-    log(f"wrote {out_path} ({ckpt['model_name']}, {window}-sample windows"
+    log(f"wrote {out_path} ({ckpt.model_name}, {window}-sample windows"
         f"{', with RR features' if rr_dim else ''}; checked against the checkpoint)")
     if runs:
         eager = measure_latency(model, window, threads=1, runs=runs, rr_dim=rr_dim)["median_ms"]
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(sys.argv[1:] if argv is None else list(argv))
         export(args.checkpoint, args.out, args.runs)
         return 0
-    return cli("export.py", body)
+    return run_cli("export.py", body)
 
 
 if __name__ == "__main__":

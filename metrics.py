@@ -35,7 +35,7 @@ Where we differ from bxb/EC57, and why:
     like the inter-patient literature (de Chazal et al. 2004).
   - Values are fractions in [0, 1], not percentages; an undefined statistic (0/0) is None
     (bxb prints '-').
-  - The symbol-to-class mapping (paced beats -> Q, etc.) belongs to utils.LABEL_SCHEMES.
+  - The symbol-to-class mapping (paced beats -> Q, etc.) belongs to beats.LABEL_SCHEMES.
 For any other class list (e.g. seed4: N, SVEB, VEB, Other) every class gets plain one-vs-rest
 statistics and the result says so ("convention": "one-vs-rest").
 """
@@ -46,7 +46,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-AAMI5 = ["N", "S", "V", "F", "Q"]
+from beats import AAMI5
 # EC57: reference beats of these classes that the algorithm labels as the key class are
 # neither false positives nor true negatives for that class (see the module docstring).
 EC57_FP_EXCLUDED = {"V": ("F", "Q"), "S": ("F", "Q")}
@@ -211,12 +211,8 @@ def ec57_stats(y_true, y_pred, class_names: Sequence[str], record=None) -> dict[
 
     average, n_rec = None, None
     if record is not None:
-        rec = np.asarray(record).reshape(-1)
-        if rec.shape != yt.shape:
-            raise ValueError(f"record has {rec.size} entries for {yt.size} beats")
-        _, gidx = np.unique(rec, return_inverse=True)
-        n_rec = int(gidx.max()) + 1 if gidx.size else 0
-        cms = _group_cms(yt, yp, gidx, n_rec, C)          # (R, C, C)
+        cms = _group_cms(yt, yp, record, C, "record")    # (R, C, C)
+        n_rec = len(cms)
         average = {}
         for k, name in enumerate(class_names):
             vals: dict[str, list[float]] = {s: [] for s in STATS}
@@ -234,10 +230,14 @@ def ec57_stats(y_true, y_pred, class_names: Sequence[str], record=None) -> dict[
 # bootstrap confidence intervals
 # ------------------------------------------------------------------------------------------
 
-def _group_cms(yt: np.ndarray, yp: np.ndarray, gidx: np.ndarray, G: int, C: int) -> np.ndarray:
-    """Per-group confusion matrices (G, C, C) with one bincount."""
-    flat = (gidx.astype(np.int64) * C + yt) * C + yp
-    return np.bincount(flat, minlength=G * C * C).reshape(G, C, C)
+def _group_cms(yt: np.ndarray, yp: np.ndarray, groups, C: int, what: str) -> np.ndarray:
+    """One confusion matrix per distinct value of `groups` (e.g. per record): (G, C, C)."""
+    g = np.asarray(groups).reshape(-1)
+    if g.shape != yt.shape:
+        raise ValueError(f"{what} has {g.size} entries for {yt.size} beats")
+    _, gidx = np.unique(g, return_inverse=True)
+    G = int(gidx.max()) + 1 if gidx.size else 0
+    return np.bincount((gidx.astype(np.int64) * C + yt) * C + yp, minlength=G * C * C).reshape(G, C, C)
 
 
 def bootstrap_ci(y_true, y_pred, class_names: Sequence[str], groups=None, n_boot: int = 1000,
@@ -265,12 +265,9 @@ def bootstrap_ci(y_true, y_pred, class_names: Sequence[str], groups=None, n_boot
     rng = np.random.default_rng(seed)
     cm = confusion_matrix(yt, yp, C)
     if groups is not None:
-        g = np.asarray(groups).reshape(-1)
-        if g.shape != yt.shape:
-            raise ValueError(f"groups has {g.size} entries for {yt.size} beats")
-        _, gidx = np.unique(g, return_inverse=True)
-        G = int(gidx.max()) + 1
-        cms = _group_cms(yt, yp, gidx, G, C).reshape(G, C * C)        # (G, C*C)
+        cms = _group_cms(yt, yp, groups, C, "groups")
+        G = len(cms)
+        cms = cms.reshape(G, C * C)                                     # (G, C*C)
         counts = rng.multinomial(G, np.full(G, 1.0 / G), size=n_boot)  # (B, G)
         boot = counts @ cms                                             # (B, C*C)
         method, n_units = "bootstrap-record", G

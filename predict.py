@@ -5,27 +5,25 @@
     python predict.py CKPT ../shared/mitdb/100 --detect     # XQRS beats, matched to 100.atr
 
 Where the beats are:
-  - RECORD.atr exists (and no --detect): at its reference *beat* annotations (utils.BEAT_SYMBOLS,
+  - RECORD.atr exists (and no --detect): at its reference *beat* annotations (beats.BEAT_SYMBOLS,
     read by utils.read_record), so every reference beat gets exactly one label.
   - otherwise: at the R peaks wfdb.processing's XQRS detector finds (said in one line).
 
-Preprocessing comes entirely from the checkpoint ("preprocessing" -> utils.PreprocConfig): lead
-policy, zero-phase band-pass over the whole record, window length, per-window normalisation, and
-the RR features (utils.rr_features over all beats found) when the model was trained with them.
-Training *drops* beats whose window leaves the record (utils.cut_windows); here every beat must
-get a label, so the filtered signal is edge-padded by half a window at both ends (the first and
-last sample repeated) before the windows are cut. Beats away from the ends see exactly the
-training input; the few edge beats (3 in record 100 with 2 s windows) see a padded window and are flagged
-``edge_padded`` in the CSV.
+Preprocessing comes entirely from the checkpoint ("preprocessing" -> utils.PreprocConfig), and
+the model inputs come from the function the training cache is built with (utils.beat_inputs):
+lead policy, zero-phase band-pass over the whole record, windows, per-window normalisation and
+the per-beat features over all beats found. Training *drops* beats whose window leaves the
+record; here every beat must get a label, so beat_inputs edge-pads the signal (its pad_edges
+option). Beats away from the ends see exactly the training input; the few edge beats (3 in
+record 100 with 2 s windows) see a padded window and are flagged ``edge_padded`` in the CSV.
 
 The sampling rate is not adapted: a record whose fs differs from the checkpoint's is refused with
 one line (resample it first, e.g. with wfdb.processing.resample_multichan).
 
 Outputs in --out-dir (written into a temp folder / temp file, then renamed):
   RECORD.<out-ext>       WFDB annotation file (wfdb.wrann), one beat symbol per predicted beat;
-                         class -> symbol: N->N, S/SVEB->A, V/VEB->V, F->F, Q->Q, Other->Q
-                         (a representative MIT-BIH code of each class; read back with
-                         wfdb.rdann(path, "<out-ext>")).
+                         class -> symbol by beats.CLASS_SYMBOL (a representative MIT-BIH
+                         code of each class; read back with wfdb.rdann(path, "<out-ext>")).
   RECORD.<out-ext>.csv   sample, time_s, label, symbol, edge_padded, p_<class> per class.
 
 With reference annotations the beat-by-beat comparison is printed: each predicted beat is paired
@@ -47,15 +45,15 @@ from pathlib import Path
 
 import numpy as np
 
+from beats import CLASS_SYMBOL, LABEL_SCHEMES
+from checkpoint import Checkpoint
+from cli import CliParser, DataError, UsageError, resolve_device, run_cli
 from dataset import BeatTensors
+from engine import predict
 from metrics import classification_metrics, ec57_stats
-from trainer import (CliParser, UsageError, cli, model_from_checkpoint, predict, read_checkpoint,
-                     require_final, resolve_device)
-from utils import (LABEL_SCHEMES, NORMALIZERS, BeatData, DataError, PreprocConfig, atomic_write, bandpass,
-                   cut_windows, read_record, read_signal, rr_features, windows_inside)
+from utils import (PreprocConfig, atomic_write, beat_inputs, filtered_signal, read_record, read_signal,
+                   windows_inside)
 
-# One representative MIT-BIH beat code per class, so any WFDB tool can read the labels.
-CLASS_SYMBOL = {"N": "N", "S": "A", "SVEB": "A", "V": "V", "VEB": "V", "F": "F", "Q": "Q", "Other": "Q"}
 MATCH_WINDOW_S = 0.150  # bxb / EC57 beat-matching window
 
 
@@ -77,21 +75,6 @@ def build_parser() -> argparse.ArgumentParser:
 # Signal and beat positions
 # ----------------------------------------------------------------------------------------------
 
-def _check_header(root: Path, rec: str, cfg: PreprocConfig):
-    """Header of the record; refuses a missing record or a sampling rate the model never saw."""
-    import wfdb
-    if not (root / f"{rec}.hea").is_file():
-        raise DataError(f"record {root / rec} not found (no {rec}.hea in {root})")
-    try:
-        hdr = wfdb.rdheader(str(root / rec))
-    except Exception as e:
-        raise DataError(f"record {rec}: cannot read header ({type(e).__name__}: {e})") from None
-    if hdr.fs != cfg.fs:
-        raise DataError(f"record {rec} is sampled at {hdr.fs:g} Hz but the checkpoint was trained at "
-                        f"{cfg.fs} Hz; resample the record to {cfg.fs} Hz first (predict.py does not resample)")
-    return hdr
-
-
 def detect_beats(sig: np.ndarray, fs: int) -> np.ndarray:
     """R peaks by wfdb.processing XQRS (its own filtering; on record 100 within 1 sample of the
     reference positions). -> sorted int64 samples."""
@@ -107,31 +90,10 @@ def detect_beats(sig: np.ndarray, fs: int) -> np.ndarray:
 # Model input and inference
 # ----------------------------------------------------------------------------------------------
 
-def beat_windows(sig: np.ndarray, samples: np.ndarray, cfg: PreprocConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Normalised windows for *every* beat -> (x (N, T) float32, edge_padded (N,) bool).
-
-    The pipeline's own steps (bandpass, cut_windows, NORMALIZERS) on the filtered signal
-    edge-padded by half a window at both ends, so no beat is dropped."""
-    try:
-        filt = bandpass(sig, cfg).astype(np.float32)       # as utils.process_record: filter, then float32
-    except ValueError as e:  # filtfilt needs a signal longer than its padding
-        raise DataError(f"signal of {len(sig)} samples is too short to filter ({e})") from None
-    inside = windows_inside(samples, len(filt), cfg.window)  # which beats training would have kept
-    half = cfg.window // 2
-    padded = np.pad(filt, (half, half), mode="edge")
-    win, keep = cut_windows(padded, samples + half, cfg.window)  # (N, T)
-    assert keep.all(), "half-window edge padding must keep every beat"
-    return NORMALIZERS[cfg.normalize](win), ~inside
-
-
-def classify(model, x: np.ndarray, rr: np.ndarray | None, cfg: PreprocConfig, class_names: list[str],
-             device, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Class index (N,) and probabilities (N, C) through trainer.predict (the test code path)."""
-    n = len(x)
-    data = BeatData(x=x, y=np.zeros(n, np.int64), record=np.zeros(n, np.int32), rpeak=np.zeros(n, np.int64),
-                    rr=rr if rr is not None else np.zeros((n, 4), np.float32), symbol=np.full(n, "?"),
-                    class_names=class_names, config=cfg)
-    pred, prob, _ = predict(model, BeatTensors(data, np.arange(n), device), batch_size, rr is not None)
+def classify(model, x: np.ndarray, rr: np.ndarray | None, device, batch_size: int
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """Class index (N,) and probabilities (N, C) through engine.predict (the test code path)."""
+    pred, prob, _ = predict(model, BeatTensors.from_arrays(x, rr, device=device), batch_size, rr is not None)
     return pred, prob
 
 
@@ -253,15 +215,16 @@ def predict_record(ckpt_path: str | os.PathLike, record_path: str, out_dir: str 
         raise UsageError(f"--out-ext must be letters, digits or _, got {out_ext!r}")
     if batch_size < 1:
         raise UsageError(f"--batch-size must be >= 1, got {batch_size}")
-    ckpt = read_checkpoint(ckpt_path)
-    require_final(ckpt, ckpt_path)  # before the device message: fail first
+    ckpt = Checkpoint.load(ckpt_path)
+    ckpt.require_final(ckpt_path)  # before the device message: fail first
     dev = resolve_device(device, log)
-    model = model_from_checkpoint(ckpt, ckpt_path, dev)
-    cfg = PreprocConfig.from_dict(ckpt["preprocessing"])
+    model = ckpt.build_model(dev, ckpt_path)
+    cfg = ckpt.preproc
     cfg.validate()
-    names = list(ckpt["class_names"])
+    names = list(ckpt.class_names)
     root, rec = _split_record_path(record_path)
-    _check_header(root, rec, cfg)
+    if not (root / f"{rec}.hea").is_file():
+        raise DataError(f"record {root / rec} not found (no {rec}.hea in {root})")
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -287,16 +250,15 @@ def predict_record(ckpt_path: str | os.PathLike, record_path: str, out_dir: str 
     if len(samples) == 0:
         raise DataError(f"record {rec}: no beats {'annotated' if source == 'reference' else 'detected'}")
 
-    x, edge = beat_windows(sig, samples, cfg)
-    rr = None
-    if ckpt["rr_dim"]:
-        rr = rr_features(samples, cfg.fs)  # from all beats, as the pipeline does
-        if rr.shape[1] != ckpt["rr_dim"]:
-            raise UsageError(f"checkpoint expects {ckpt['rr_dim']} RR features, the pipeline gives {rr.shape[1]}")
-    pred, prob = classify(model, x, rr, cfg, names, dev, batch_size)
+    filt = filtered_signal(sig, cfg)
+    x, rr, _ = beat_inputs(filt, samples, cfg, pad_edges=True)  # every beat gets a window
+    edge = ~windows_inside(samples, len(filt), cfg.window)      # the windows training would drop
+    if ckpt.rr_dim and rr.shape[1] != ckpt.rr_dim:
+        raise UsageError(f"checkpoint expects {ckpt.rr_dim} RR features, the pipeline gives {rr.shape[1]}")
+    pred, prob = classify(model, x, rr if ckpt.rr_dim else None, dev, batch_size)
     labels = [names[k] for k in pred]
     symbols = [CLASS_SYMBOL.get(n, "Q") for n in labels]
-    log(f"record {rec}: {len(samples)} beats ({source} positions), lead {lead}, {ckpt['model_name']} "
+    log(f"record {rec}: {len(samples)} beats ({source} positions), lead {lead}, {ckpt.model_name} "
         f"{cfg.classes} at {cfg.fs} Hz; {int(edge.sum())} beat(s) near the record ends classified on "
         f"an edge-padded window")
 
@@ -324,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
         predict_record(args.checkpoint, args.record, args.out_dir, args.out_ext, args.device,
                        args.detect, args.batch_size)
         return 0
-    return cli("predict.py", body)
+    return run_cli("predict.py", body)
 
 
 if __name__ == "__main__":

@@ -53,6 +53,7 @@ import torch.nn as nn
 from thop import profile as thop_profile
 from torch.utils.flop_counter import FlopCounterMode
 
+from config import DEFAULT_WINDOW
 from models.common import ConvBN
 
 aten = torch.ops.aten
@@ -228,7 +229,7 @@ def flop_counter_macs(module: nn.Module, inputs: tuple) -> int:
     return counter.get_total_flops() // 2
 
 
-def count_macs(model: nn.Module, seq_len: int = 720, rr_dim: int = 0) -> dict:
+def count_macs(model: nn.Module, seq_len: int = DEFAULT_WINDOW, rr_dim: int = 0) -> dict:
     """{"macs", "flops" (= 2 x macs), "thop_macs", "flop_counter_macs"} for one beat of seq_len.
 
     Raises RuntimeError when either counter finds no work (a model whose cost cannot be
@@ -295,7 +296,7 @@ def _p90(xs: list[float]) -> float:
     return statistics.quantiles(xs, n=10, method="inclusive")[-1]
 
 
-def measure_latency(model: nn.Module, seq_len: int = 720, device: str = "cpu",
+def measure_latency(model: nn.Module, seq_len: int = DEFAULT_WINDOW, device: str = "cpu",
                     threads: int | None = None, warmup: int = 20, runs: int = 100,
                     rr_dim: int = 0, torchscript: bool = False) -> dict:
     """Batch-1 inference latency: {"median_ms", "p90_ms", "threads", "runs", "device"}.
@@ -318,7 +319,7 @@ def measure_latency(model: nn.Module, seq_len: int = 720, device: str = "cpu",
             "threads": n, "runs": runs, "device": str(device)}
 
 
-def to_torchscript(model: nn.Module, seq_len: int = 720, rr_dim: int = 0,
+def to_torchscript(model: nn.Module, seq_len: int = DEFAULT_WINDOW, rr_dim: int = 0,
                    device: str | torch.device = "cpu") -> torch.jit.ScriptModule:
     """The deployment form: an eval-mode copy traced for `seq_len`-sample windows and frozen.
 
@@ -357,7 +358,7 @@ def check_outputs(candidate, model: nn.Module, seq_len: int, rr_dim: int = 0, de
                 raise RuntimeError(f"{what} differs from the eager model by {(got - want).abs().max().item():.2e}")
 
 
-def measure_throughput(model: nn.Module, seq_len: int = 720, batch: int = 256, device: str = "cpu",
+def measure_throughput(model: nn.Module, seq_len: int = DEFAULT_WINDOW, batch: int = 256, device: str = "cpu",
                        threads: int | None = None, warmup: int = 3, runs: int = 10,
                        rr_dim: int = 0) -> dict:
     """Inference beats per second at `batch` (median over runs): {"beats_per_s", "batch", ...}."""
@@ -369,7 +370,7 @@ def measure_throughput(model: nn.Module, seq_len: int = 720, batch: int = 256, d
             "runs": runs, "device": str(device)}
 
 
-def measure_training_throughput(model: nn.Module, seq_len: int = 720, batch: int = 256,
+def measure_training_throughput(model: nn.Module, seq_len: int = DEFAULT_WINDOW, batch: int = 256,
                                 device: str = "cpu", threads: int | None = None, warmup: int = 3,
                                 runs: int = 10, rr_dim: int = 0, lr: float = 1e-3) -> dict:
     """Training beats per second (forward + cross-entropy + backward + AdamW step) at `batch`,
@@ -456,7 +457,7 @@ def _cpu_peak_bytes(model: nn.Module, inputs: tuple) -> int:
     return int(peak)
 
 
-def measure_memory(model: nn.Module, seq_len: int = 720, batch: int = 256, device: str = "cpu",
+def measure_memory(model: nn.Module, seq_len: int = DEFAULT_WINDOW, batch: int = 256, device: str = "cpu",
                    rr_dim: int = 0) -> dict:
     """Peak memory of one inference batch beyond weights and input: {"peak_bytes", "method"}."""
     model = _on(model, device)
@@ -482,7 +483,7 @@ def measure_memory(model: nn.Module, seq_len: int = 720, batch: int = 256, devic
 # Everything, flattened for the report
 # --------------------------------------------------------------------------------------------
 
-def profile_model(model: nn.Module, seq_len: int = 720, device: str = "cpu", rr_dim: int = 0,
+def profile_model(model: nn.Module, seq_len: int = DEFAULT_WINDOW, device: str = "cpu", rr_dim: int = 0,
                   batch: int = 256, runs: int = 100) -> dict:
     """All metrics above as one flat dict (the report's "model_metrics" section)."""
     device = str(device)

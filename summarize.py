@@ -14,12 +14,11 @@ Rows are sorted by split, then test macro-F1 (best first). The S and V columns a
 Se / +P of the supraventricular (aami5 "S", seed4 "SVEB") and ventricular ("V" / "VEB") class.
 Reports are read defensively: a value that is missing or None (no CI with --bootstrap 0, no
 history for --eval-only) shows as "-". A file that is not JSON or lacks the core keys (model,
-test accuracy / macro-F1, ... as trainer.validate_report checks the documented schema) is
-skipped with a one-line warning naming it.
+test accuracy / macro-F1, ... as report.validate_report checks the documented schema) is
+skipped with a one-line warning naming it. Every column comes from the one table `COLUMNS`.
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import json
@@ -27,17 +26,15 @@ import math
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, NamedTuple
 
-from trainer import validate_report
+from beats import key_class, scheme_of
+from cli import CliParser, UsageError, run_cli
+from report import validate_report
 from utils import atomic_write
 
 PROG = "summarize.py"
-S_NAMES, V_NAMES = ("S", "SVEB"), ("V", "VEB")
-
-
-class SummaryError(Exception):
-    """Bad input for the whole run: one line, exit 2."""
+SummaryError = UsageError  # bad input for the whole run: one line, exit 2
 
 
 # ----------------------------------------------------------------------------------------------
@@ -58,11 +55,15 @@ def _num(v) -> float | None:
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None
 
 
-def _class_stat(ec57_gross: dict, names: tuple[str, ...], stat: str) -> float | None:
-    for n in names:
-        if isinstance(ec57_gross, dict) and n in ec57_gross:
-            return _num(_get(ec57_gross, n, stat))
-    return None
+def _class_stat(report: dict, cls: str | None, stat: str) -> float | None:
+    """EC57 gross statistic `stat` of class `cls` in the report's test part."""
+    return _num(_get(report, "test", "ec57", "gross", cls, stat)) if cls else None
+
+
+def _key_stat(report: dict, key: str, stat: str) -> float | None:
+    """EC57 gross statistic of key class `key` ("S" or "V") under its name in the report."""
+    classes = report.get("classes")
+    return _class_stat(report, key_class(classes, key) if isinstance(classes, list) else None, stat)
 
 
 def _scheme(report: dict) -> str:
@@ -70,32 +71,70 @@ def _scheme(report: dict) -> str:
     if isinstance(s, str):
         return s
     classes = report.get("classes")
-    return {("N", "S", "V", "F", "Q"): "aami5", ("N", "SVEB", "VEB", "Other"): "seed4"}.get(
-        tuple(classes) if isinstance(classes, list) else (), "-")
+    return (scheme_of(classes) if isinstance(classes, list) else None) or "-"
+
+
+def _si(v: float | None) -> str:
+    """12345 -> 12.3k, 4.5e6 -> 4.50M."""
+    if v is None:
+        return "-"
+    for div, suf in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(v) >= div:
+            return f"{v / div:.3g}{suf}"
+    return f"{v:.0f}"
+
+
+def _f(v: float | None, nd: int = 4) -> str:
+    return "-" if v is None else f"{v:.{nd}f}"
+
+
+def _f1_ci(r: dict) -> str:
+    ci = (f" [{r['macro_f1_low']:.4f}-{r['macro_f1_high']:.4f}]"
+          if r["macro_f1_low"] is not None and r["macro_f1_high"] is not None else "")
+    return _f(r["macro_f1"]) + ci
+
+
+class Column(NamedTuple):
+    key: str                                   # CSV column and row key
+    value: Callable[[dict], Any]               # report -> raw value (None when missing)
+    header: str | None = None                  # Markdown header; None: shown inside another column
+    cell: Callable[[dict], str] | None = None  # row -> Markdown cell (default: the value as text)
+
+
+def _fmt(key: str, nd: int) -> Callable[[dict], str]:
+    return lambda r: _f(r[key], nd)
+
+
+def _mm(key: str) -> Callable[[dict], float | None]:
+    return lambda rep: _num(_get(rep, "model_metrics", key))
+
+
+# THE table: every leaderboard column, in order. A new report field is one line here.
+COLUMNS: list[Column] = [
+    Column("model", lambda rep: str(rep["model"]), "model"),
+    Column("split", lambda rep: str(_get(rep, "dataset", "split") or _get(rep, "args", "split") or "-"), "split"),
+    Column("classes", _scheme, "classes"),
+    Column("macro_f1", lambda rep: _num(rep["test"]["macro_f1"]), "macro-F1 [95% CI]", _f1_ci),
+    Column("macro_f1_low", lambda rep: _num(_get(rep, "test", "ci", "macro_f1", "low"))),
+    Column("macro_f1_high", lambda rep: _num(_get(rep, "test", "ci", "macro_f1", "high"))),
+    Column("accuracy", lambda rep: _num(rep["test"]["accuracy"]), "accuracy", _fmt("accuracy", 4)),
+    Column("S_Se", lambda rep: _key_stat(rep, "S", "Se"), "S Se", _fmt("S_Se", 3)),
+    Column("S_+P", lambda rep: _key_stat(rep, "S", "+P"), "S +P", _fmt("S_+P", 3)),
+    Column("V_Se", lambda rep: _key_stat(rep, "V", "Se"), "V Se", _fmt("V_Se", 3)),
+    Column("V_+P", lambda rep: _key_stat(rep, "V", "+P"), "V +P", _fmt("V_+P", 3)),
+    Column("params", _mm("params_total"), "params", lambda r: _si(r["params"])),
+    Column("macs", _mm("macs"), "MACs", lambda r: _si(r["macs"])),
+    Column("latency_ms", _mm("latency_median_ms"), "latency ms (b=1)", _fmt("latency_ms", 3)),
+    Column("epoch_s", lambda rep: _num(_get(rep, "timing", "epoch_seconds_mean")), "epoch s", _fmt("epoch_s", 1)),
+    Column("report", lambda rep: None, "report"),  # the file name, set by report_row
+]
+CSV_COLUMNS = [c.key for c in COLUMNS]
 
 
 def report_row(report: dict, path: Path) -> dict:
-    """One leaderboard row from a report that passed trainer.validate_report; optional values
+    """One leaderboard row from a report that passed report.validate_report; optional values
     (CI, EC57 class statistics, epoch time) may be missing or None and become None."""
-    test = report["test"]
-    gross = _get(test, "ec57", "gross", default={})
-    mm = _get(report, "model_metrics", default={})
-    ci = _get(test, "ci", "macro_f1", default={})
-    return {
-        "model": str(report["model"]),
-        "split": str(_get(report, "dataset", "split") or _get(report, "args", "split") or "-"),
-        "classes": _scheme(report),
-        "macro_f1": _num(test["macro_f1"]),
-        "macro_f1_low": _num(_get(ci, "low")), "macro_f1_high": _num(_get(ci, "high")),
-        "accuracy": _num(test["accuracy"]),
-        "S_Se": _class_stat(gross, S_NAMES, "Se"), "S_+P": _class_stat(gross, S_NAMES, "+P"),
-        "V_Se": _class_stat(gross, V_NAMES, "Se"), "V_+P": _class_stat(gross, V_NAMES, "+P"),
-        "params": _num(mm.get("params_total")),
-        "macs": _num(mm.get("macs")),
-        "latency_ms": _num(mm.get("latency_median_ms")),
-        "epoch_s": _num(_get(report, "timing", "epoch_seconds_mean")),
-        "report": path.name,
-    }
+    return {**{c.key: c.value(report) for c in COLUMNS}, "report": path.name}
 
 
 def load_reports(folder: Path, warn) -> list[tuple[Path, dict, dict]]:
@@ -120,38 +159,15 @@ def load_reports(folder: Path, warn) -> list[tuple[Path, dict, dict]]:
 # Tables
 # ----------------------------------------------------------------------------------------------
 
-COLUMNS = ["model", "split", "classes", "macro-F1 [95% CI]", "accuracy", "S Se", "S +P", "V Se", "V +P",
-           "params", "MACs", "latency ms (b=1)", "epoch s", "report"]
-CSV_COLUMNS = ["model", "split", "classes", "macro_f1", "macro_f1_low", "macro_f1_high", "accuracy",
-               "S_Se", "S_+P", "V_Se", "V_+P", "params", "macs", "latency_ms", "epoch_s", "report"]
-
-
 def sort_rows(rows: list[dict]) -> list[dict]:
     return sorted(rows, key=lambda r: (r["split"], -(r["macro_f1"] or 0.0), r["model"], r["report"]))
 
 
-def _si(v: float | None) -> str:
-    """12345 -> 12.3k, 4.5e6 -> 4.50M."""
-    if v is None:
-        return "-"
-    for div, suf in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(v) >= div:
-            return f"{v / div:.3g}{suf}"
-    return f"{v:.0f}"
-
-
-def _f(v: float | None, nd: int = 4) -> str:
-    return "-" if v is None else f"{v:.{nd}f}"
-
-
 def markdown_table(rows: list[dict]) -> str:
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "|".join("---" for _ in COLUMNS) + "|"]
+    shown = [c for c in COLUMNS if c.header]
+    lines = ["| " + " | ".join(c.header for c in shown) + " |", "|" + "|".join("---" for _ in shown) + "|"]
     for r in rows:
-        ci = (f" [{r['macro_f1_low']:.4f}-{r['macro_f1_high']:.4f}]"
-              if r["macro_f1_low"] is not None and r["macro_f1_high"] is not None else "")
-        cells = [r["model"], r["split"], r["classes"], _f(r["macro_f1"]) + ci, _f(r["accuracy"]),
-                 _f(r["S_Se"], 3), _f(r["S_+P"], 3), _f(r["V_Se"], 3), _f(r["V_+P"], 3),
-                 _si(r["params"]), _si(r["macs"]), _f(r["latency_ms"], 3), _f(r["epoch_s"], 1), r["report"]]
+        cells = [c.cell(r) if c.cell else str(r[c.key]) for c in shown]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -167,10 +183,9 @@ def class_tables(loaded: list[tuple[Path, dict, dict]]) -> str:
         out += ["| model | split | macro-F1 [95% CI] | " + " | ".join(f"{c} Se / +P / F1" for c in classes) + " |",
                 "|---|---|---|" + "---|" * len(classes)]
         for row, rep in sorted(runs, key=lambda t: -(t[0]["macro_f1"] or 0.0)):
-            gross = _get(rep, "test", "ec57", "gross", default={})
             cells = []
             for c in classes:
-                se, pp = _class_stat(gross, (c,), "Se"), _class_stat(gross, (c,), "+P")
+                se, pp = _class_stat(rep, c, "Se"), _class_stat(rep, c, "+P")
                 f1 = _num(_get(rep, "test", "per_class", c, "f1"))
                 cells.append(f"{_f(se, 3)} / {_f(pp, 3)} / {_f(f1, 3)}")
             ci = (f" [{_f(row['macro_f1_low'])}, {_f(row['macro_f1_high'])}]"
@@ -384,24 +399,18 @@ def summarize(folder: str | os.PathLike, out: str | os.PathLike | None = None, p
     return {"rows": rows, "markdown": md, "files": files}
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line instead of usage + message
-        raise SummaryError(f"{message} (see --help)")
-
-
 def main(argv: list[str] | None = None) -> int:
     """CLI entry: one line on stderr and exit 2 for bad input."""
-    p = _Parser(prog=PROG, description="Leaderboard and plots from eval_report_*.json files.")
+    p = CliParser(prog=PROG, description="Leaderboard and plots from eval_report_*.json files.")
     p.add_argument("folder", nargs="?", default="data/records", help="folder with the reports (default: data/records)")
     p.add_argument("--out", help="output folder (default: the report folder)")
     p.add_argument("--no-plots", action="store_true", help="tables only (default: off)")
-    try:
+
+    def body() -> int:
         args = p.parse_args(argv)
         summarize(args.folder, args.out, plots=not args.no_plots)
         return 0
-    except SummaryError as e:
-        print(f"{PROG}: error: {e}", file=sys.stderr)
-        return 2
+    return run_cli(PROG, body)
 
 
 if __name__ == "__main__":

@@ -9,8 +9,12 @@ A cold build reads records on a few threads, decodes MIT-BIH's format 212 itself
 any other format), and cuts and normalises windows in cache-sized chunks straight into the final
 array; tests check every step against wfdb and the plain NumPy formulas, value for value.
 
-Only *beat* annotations become samples. Rhythm, signal-quality, comment, flutter-wave and
-non-conducted-P marks (``+ ~ | " ! [ ] x`` ...) are never beats.
+Only *beat* annotations become samples (beats.BEAT_SYMBOLS). Rhythm, signal-quality, comment,
+flutter-wave and non-conducted-P marks (``+ ~ | " ! [ ] x`` ...) are never beats.
+
+`beat_inputs` is the one function that turns a record's filtered signal and beat positions into
+model inputs (windows and every per-beat feature): the cache build, evaluate.py and predict.py
+all go through it, so training and inference cannot drift apart.
 """
 from __future__ import annotations
 
@@ -28,6 +32,10 @@ from typing import Callable, Sequence
 import numpy as np
 from scipy import signal as sps
 
+from beats import BEAT_SYMBOLS, CLASS_NAMES, LABEL_SCHEMES, RR_DIM
+from cli import DataError, OutputError
+from config import DATA_DEFAULTS
+
 PIPELINE_VERSION = 1  # bump whenever the arrays this module produces would change
 
 # The 48 records of the MIT-BIH Arrhythmia Database (the numbering has gaps).
@@ -36,57 +44,21 @@ MITDB_RECORDS: tuple[str, ...] = tuple(str(r) for r in (
     119, 121, 122, 123, 124, 200, 201, 202, 203, 205, 207, 208, 209, 210, 212, 213, 214, 215,
     217, 219, 220, 221, 222, 223, 228, 230, 231, 232, 233, 234))
 
-# WFDB's QRS (beat) annotation codes, i.e. the codes for which the WFDB library's isqrs() is
-# true: N L R B A a J S V r F e j n E / f Q ?. Everything else in an .atr file ('+' rhythm,
-# '~' noise, '|' artifact, '"' comment, 'x' non-conducted P, '!' flutter wave, '[' ']' ...)
-# is not a beat and never becomes a sample.
-BEAT_SYMBOLS: frozenset[str] = frozenset("NLRBAaJSVrFejnE/fQ?")
-
-CLASS_NAMES: dict[str, list[str]] = {
-    "seed4": ["N", "SVEB", "VEB", "Other"],
-    "aami5": ["N", "S", "V", "F", "Q"],
-}
-
-
-def _scheme(groups: Sequence[str], rest: int | None) -> dict[str, int]:
-    """Map every beat symbol to a class index; symbols not listed go to class `rest`."""
-    table = {s: i for i, g in enumerate(groups) for s in g}
-    if rest is not None:
-        table.update({s: rest for s in BEAT_SYMBOLS if s not in table})
-    return table
-
-
-LABEL_SCHEMES: dict[str, dict[str, int]] = {
-    # The product's original 4 classes: N, supraventricular, ventricular, every other beat.
-    "seed4": _scheme(["NLRej", "AaJS", "VE"], rest=3),
-    # AAMI EC57. B, n, r and ? do not occur in MIT-BIH; they follow EC57's grouping
-    # (B->N, n->S, r->V, ?->Q) so that other databases label sensibly.
-    "aami5": _scheme(["NLRejB", "AaJSn", "VEr", "F", "/fQ?"], rest=None),
-}
-
-# Lead choice by name: MLII when present (it is the *second* signal of record 114); records
-# 102 and 104 have no MLII, then V5 (the first signal of both), then the others.
-LEAD_POLICY: tuple[str, ...] = ("MLII", "V5", "V2", "V1", "V4")
-
 # Bytes per sample of the WFDB storage formats we size-check before reading.
 _FORMAT_BYTES = {"212": 1.5, "16": 2.0, "80": 1.0, "61": 2.0, "8": 1.0, "310": 4 / 3, "311": 4 / 3}
-
-
-class DataError(Exception):
-    """A user-facing data problem, reported as one line (missing files, bad records, ...)."""
 
 
 @dataclass(frozen=True)
 class PreprocConfig:
     """Everything that changes the beat arrays. Its fields (plus the record list and the
     pipeline version) make the cache key, and a checkpoint stores it to rebuild the input."""
-    fs: int = 360
-    segment_sec: float = 2.0
-    classes: str = "seed4"
-    normalize: str = "zscore"             # zscore | minmax | none
-    band: tuple[float, float] = (0.5, 40.0)  # Hz: baseline wander below, EMG/mains above
-    filter_order: int = 2                 # Butterworth order (doubled by filtfilt's two passes)
-    lead_policy: tuple[str, ...] = LEAD_POLICY
+    fs: int = DATA_DEFAULTS["fs"]
+    segment_sec: float = DATA_DEFAULTS["segment_sec"]
+    classes: str = DATA_DEFAULTS["classes"]
+    normalize: str = DATA_DEFAULTS["normalize"]          # zscore | minmax | none
+    band: tuple[float, float] = DATA_DEFAULTS["band"]     # Hz, zero-phase Butterworth band-pass
+    filter_order: int = DATA_DEFAULTS["filter_order"]
+    lead_policy: tuple[str, ...] = DATA_DEFAULTS["lead_policy"]
 
     @property
     def window(self) -> int:
@@ -129,7 +101,7 @@ class BeatData:
     y: np.ndarray            # (N,) int64 class index
     record: np.ndarray       # (N,) int32 record number, e.g. 100
     rpeak: np.ndarray        # (N,) int64 R-peak sample in the record
-    rr: np.ndarray           # (N, 4) float32: pre-RR s, post-RR s, pre/local, post/local
+    rr: np.ndarray           # (N, RR_DIM) float32: beats.RR_FEATURES
     symbol: np.ndarray       # (N,) <U1 original annotation symbol
     class_names: list[str]
     config: PreprocConfig
@@ -213,8 +185,8 @@ def read_signal(root: str | os.PathLike, rec: str, cfg: PreprocConfig) -> tuple[
     except Exception as e:
         raise DataError(f"record {rec}: cannot read header {path}.hea ({type(e).__name__}: {e})") from None
     if hdr.fs != cfg.fs:
-        raise DataError(f"record {rec} is sampled at {hdr.fs:g} Hz but --fs is {cfg.fs}; "
-                        f"use --fs {hdr.fs:g} (resampling is not supported)")
+        raise DataError(f"record {rec} is sampled at {hdr.fs:g} Hz, not the {cfg.fs} Hz expected; LiteECG "
+                        f"does not resample: resample the record to {cfg.fs} Hz first, or train with --fs {hdr.fs:g}")
     names = list(hdr.sig_name or [])
     lead = next((l for l in cfg.lead_policy if l in names), None)
     if lead is None:
@@ -303,11 +275,17 @@ def read_record(root: str | os.PathLike, rec: str, cfg: PreprocConfig):
     return sig, samp[is_beat], sym[is_beat], lead
 
 
+_CODE_SYMBOLS: list[np.ndarray] = []  # filled on first use: importing wfdb costs ~0.5 s
+
+
 def _code_symbols() -> np.ndarray:
-    from wfdb.io.annotation import ann_label_table
-    table = np.full(64, "", dtype="<U1")
-    table[ann_label_table.label_store.to_numpy()] = ann_label_table.symbol.to_numpy()
-    return table
+    """MIT annotation code -> symbol (wfdb's table), (64,) <U1."""
+    if not _CODE_SYMBOLS:
+        from wfdb.io.annotation import ann_label_table
+        table = np.full(64, "", dtype="<U1")
+        table[ann_label_table.label_store.to_numpy()] = ann_label_table.symbol.to_numpy()
+        _CODE_SYMBOLS.append(table)
+    return _CODE_SYMBOLS[0]
 
 
 def read_annotations(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
@@ -341,16 +319,16 @@ def read_annotations(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
             t += v
             samples.append(t)
             codes.append(a)
-    return np.asarray(samples, dtype=np.int64), _CODE_SYMBOLS[np.asarray(codes, dtype=np.int64)]
-
-
-_CODE_SYMBOLS = _code_symbols()
+    return np.asarray(samples, dtype=np.int64), _code_symbols()[np.asarray(codes, dtype=np.int64)]
 
 
 def bandpass(sig: np.ndarray, cfg: PreprocConfig) -> np.ndarray:
     """Zero-phase Butterworth band-pass over the whole record (filtfilt: no R-peak shift)."""
     sos = sps.butter(cfg.filter_order, cfg.band, btype="bandpass", fs=cfg.fs, output="sos")
-    return sps.sosfiltfilt(sos, sig)
+    try:
+        return sps.sosfiltfilt(sos, sig)
+    except ValueError as e:  # filtfilt needs a signal longer than its padding
+        raise DataError(f"signal of {len(sig)} samples is too short to filter ({e})") from None
 
 
 def _zscore(x: np.ndarray) -> np.ndarray:
@@ -408,15 +386,15 @@ def fill_windows(out: np.ndarray, sig: np.ndarray, rpeaks: np.ndarray, normalize
 
 
 def rr_features(rpeaks: np.ndarray, fs: int, local: int = 10) -> np.ndarray:
-    """Per-beat RR context from the beat annotations: (n, 4) float32 =
-    [pre-RR s, post-RR s, pre-RR / local mean, post-RR / local mean].
+    """Per-beat RR context from the beat positions: (n, RR_DIM) float32, the columns of
+    beats.RR_FEATURES = [pre-RR s, post-RR s, pre-RR / local mean, post-RR / local mean].
 
     The local mean is over the previous `local` RR intervals only (causal), so a beat's
     features never use the record's future. Edge beats reuse their one neighbour interval.
     """
     n = len(rpeaks)
     if n < 2:
-        return np.ones((n, 4), np.float32)
+        return np.ones((n, RR_DIM), np.float32)
     rr = np.diff(rpeaks).astype(np.float64) / fs      # (n-1,)
     pre = np.concatenate([rr[:1], rr])                 # first beat: its post interval
     post = np.concatenate([rr, rr[-1:]])
@@ -427,18 +405,46 @@ def rr_features(rpeaks: np.ndarray, fs: int, local: int = 10) -> np.ndarray:
     return np.stack([pre, post, pre / loc, post / loc], 1).astype(np.float32)
 
 
+def filtered_signal(sig: np.ndarray, cfg: PreprocConfig) -> np.ndarray:
+    """The band-passed record as float32 (n,): what `beat_inputs` cuts windows from. float32
+    from here on: half the memory traffic for cutting and normalising."""
+    return bandpass(sig, cfg).astype(np.float32)
+
+
+def beat_inputs(filt: np.ndarray, rpeaks: np.ndarray, cfg: PreprocConfig, *, pad_edges: bool = False,
+                out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """THE record -> model inputs function: (x (k, T) float32 normalised windows, rr (k, RR_DIM)
+    float32 features, kept (n,) bool: which of the n beats got a row).
+
+    `filt` is the record's filtered signal (`filtered_signal`), `rpeaks` *all* its beats in
+    order: the per-beat features use every beat, also those whose window is not kept.
+    - pad_edges=False (training, evaluation): beats whose window would leave the record are
+      dropped (padding would invent signal).
+    - pad_edges=True (predict.py: every beat needs a label): the signal is edge-padded by half a
+      window (first and last sample repeated), so every beat is kept; beats away from the ends
+      get exactly the training input.
+    `out` (k, T), when given, receives the windows (the cache build cuts straight into its array).
+    """
+    rr = rr_features(rpeaks, cfg.fs)  # from *all* beats, before edge beats are dropped
+    half = cfg.window // 2
+    if pad_edges:
+        filt, pos = np.pad(filt, (half, half), mode="edge"), rpeaks + half
+        kept = np.ones(len(rpeaks), bool)
+    else:
+        kept = windows_inside(rpeaks, len(filt), cfg.window)
+        pos = rpeaks[kept]
+    x = np.empty((len(pos), cfg.window), np.float32) if out is None else out
+    fill_windows(x, filt, pos, cfg.normalize)
+    return x, rr[kept], kept
+
+
 def process_record(root: str | os.PathLike, rec: str, cfg: PreprocConfig) -> dict:
-    """One record -> its filtered signal and its kept beats' labels and context (no windows yet:
-    `load_beats` cuts them straight into the shared array with `fill_windows`)."""
+    """One record -> its filtered signal, all its beats and symbols, and how many beats keep a
+    window (`load_beats` then cuts them with `beat_inputs` straight into the shared array)."""
     sig, samp, sym, lead = read_record(root, rec, cfg)
-    rr = rr_features(samp, cfg.fs)  # from *all* beats, before edge beats are dropped
-    # float32 from here on: half the memory traffic for cutting and normalising.
-    filt = bandpass(sig, cfg).astype(np.float32)
-    keep = windows_inside(samp, len(filt), cfg.window)
-    table = LABEL_SCHEMES[cfg.classes]
-    y = np.array([table[s] for s in sym[keep]], dtype=np.int64)
-    return dict(filt=filt, y=y, rpeak=samp[keep], rr=rr[keep], symbol=sym[keep], lead=lead,
-                dropped=int((~keep).sum()))
+    filt = filtered_signal(sig, cfg)
+    n_kept = int(windows_inside(samp, len(filt), cfg.window).sum())
+    return dict(filt=filt, samp=samp, sym=sym, lead=lead, n_kept=n_kept)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -467,19 +473,38 @@ _ARRAYS = ("x", "y", "record", "rpeak", "rr", "symbol")
 
 def atomic_write(path: str | os.PathLike, write: Callable) -> None:
     """Write a file through a temp file in the same folder, then rename: readers see the old
-    file or the whole new one, never half of it. `write(f)` gets a binary file object."""
+    file or the whole new one, never half of it. `write(f)` gets a binary file object.
+
+    A write the system refuses (disk full, permission denied, read-only folder) raises
+    OutputError naming the file and the reason; the previous file, if any, is untouched."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as f:
             write(f)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; outputs are ordinary files
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    except BaseException as e:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        cause = _os_error_in(e)
+        if cause is None:
+            raise
+        raise OutputError(f"cannot write {path}: {cause.strerror or cause}") from None
+
+
+def _os_error_in(e: BaseException | None) -> OSError | None:
+    """The OSError behind an exception (torch.save wraps a full disk in a RuntimeError)."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        if isinstance(e, OSError):
+            return e
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return None
 
 
 def _save_cache(path: Path, data: BeatData, key: str) -> None:
@@ -502,7 +527,7 @@ def _load_cache(path: Path, key: str, cfg: PreprocConfig) -> BeatData:
         raise ValueError("key mismatch")
     n = len(arrays["y"])
     if arrays["x"].shape != (n, cfg.window) or arrays["x"].dtype != np.float32 or \
-            any(len(a) != n for a in arrays.values()) or arrays["rr"].shape != (n, 4):
+            any(len(a) != n for a in arrays.values()) or arrays["rr"].shape != (n, RR_DIM):
         raise ValueError("inconsistent arrays")
     if n and (arrays["y"].min() < 0 or arrays["y"].max() >= len(meta["class_names"])):
         raise ValueError("labels out of range")
@@ -541,23 +566,27 @@ def load_beats(root: str | os.PathLike, cfg: PreprocConfig, records: Sequence[st
     # GIL, so threads use every core; map keeps record order, so the arrays do not depend on it.
     with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
         parts = list(pool.map(lambda rec: process_record(root, rec, cfg), records))
-        bounds = np.cumsum([0] + [len(p["y"]) for p in parts])  # record i fills rows bounds[i]:bounds[i+1]
+        bounds = np.cumsum([0] + [p["n_kept"] for p in parts])  # record i fills rows bounds[i]:bounds[i+1]
         x = np.empty((int(bounds[-1]), cfg.window), np.float32)  # (N, T)
 
         def fill(i: int) -> None:
-            fill_windows(x[bounds[i]:bounds[i + 1]], parts[i].pop("filt"), parts[i]["rpeak"], cfg.normalize)
+            p = parts[i]
+            _, p["rr"], kept = beat_inputs(p.pop("filt"), p["samp"], cfg, out=x[bounds[i]:bounds[i + 1]])
+            p["rpeak"], p["symbol"], p["dropped"] = p["samp"][kept], p["sym"][kept], int((~kept).sum())
         list(pool.map(fill, range(len(parts))))
+    table = LABEL_SCHEMES[cfg.classes]
     cat = lambda k: np.concatenate([p[k] for p in parts])  # noqa: E731
+    symbol = cat("symbol")
     data = BeatData(
-        x=x, y=cat("y"),
-        record=np.concatenate([np.full(len(p["y"]), int(r), np.int32) for r, p in zip(records, parts)]),
-        rpeak=cat("rpeak"), rr=cat("rr").reshape(-1, 4), symbol=cat("symbol"),
+        x=x, y=np.array([table[s] for s in symbol], dtype=np.int64),
+        record=np.concatenate([np.full(p["n_kept"], int(r), np.int32) for r, p in zip(records, parts)]),
+        rpeak=cat("rpeak"), rr=cat("rr").reshape(-1, RR_DIM), symbol=symbol,
         class_names=list(CLASS_NAMES[cfg.classes]), config=cfg,
         leads={r: p["lead"] for r, p in zip(records, parts)},
         dropped={r: p["dropped"] for r, p in zip(records, parts)})
     if use_cache:
         try:
             _save_cache(path, data, key)
-        except OSError as e:  # a cache we cannot write is a lost speed-up, not a failed run
-            log(f"could not write cache {path} ({e.strerror or e}); continuing without it")
+        except (OSError, OutputError) as e:  # a cache we cannot write is a lost speed-up, not a failed run
+            log(f"could not write cache {path} ({getattr(e, 'strerror', None) or e}); continuing without it")
     return data

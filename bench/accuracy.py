@@ -10,7 +10,6 @@ part is evaluated once per run.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import subprocess
@@ -18,8 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from common import ROOT, parser  # noqa: E402  (puts the repository on sys.path)
 
 # protocol -> trainer flags. Inter-patient adds the documented, leakage-free aids for the rare
 # classes: square-root inverse-frequency class weights (from the training part's counts; full
@@ -70,9 +68,7 @@ def _git(*args: str) -> str:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--root", default=os.environ.get("MITBIH_DIR", "data/mitbih"),
-                    help="MIT-BIH folder (default: $MITBIH_DIR or data/mitbih)")
+    ap = parser(__doc__)
     ap.add_argument("--epochs", type=int, default=30, help="maximum epochs per run (default: 30)")
     ap.add_argument("--protocols", nargs="+", default=list(PROTOCOLS), choices=list(PROTOCOLS),
                     help="protocols to run (default: all three)")

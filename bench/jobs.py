@@ -12,10 +12,8 @@ Appends one JSON line to bench/results.jsonl.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -24,14 +22,13 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from common import machine, parser, print_table_head  # noqa: E402  (puts the repository on sys.path)
 
+from config import DEFAULT_WINDOW  # noqa: E402
 from models import MODEL_NAMES, create_model  # noqa: E402
-from trainer import _cpu_name  # noqa: E402
 
 
-def worker(name: str, threads: int, start: float, seconds: float, seq_len: int = 720) -> float:
+def worker(name: str, threads: int, start: float, seconds: float, seq_len: int = DEFAULT_WINDOW) -> float:
     """Train `name` from `start` for `seconds`; beats per second."""
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -69,7 +66,7 @@ def main() -> int:
     if len(sys.argv) == 6 and sys.argv[1] == "--worker":
         print(worker(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5])))
         return 0
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = parser(__doc__, root=False)
     ap.add_argument("--jobs", type=int, default=2, help="side-by-side runs (default: 2)")
     ap.add_argument("--seconds", type=float, default=8, help="timed window per measurement (default: 8)")
     ap.add_argument("--repeats", type=int, default=3, help="measurement pairs per model, medians reported (default: 3)")
@@ -82,12 +79,9 @@ def main() -> int:
     if args.repeats < 1 or args.seconds <= 0:
         ap.error("--repeats must be >= 1 and --seconds > 0")
     per = cores // args.jobs
-    head = (f"machine: {_cpu_name()}, {cores} logical cores; torch {torch.__version__}; "
-            f"Python {platform.python_version()}; {time.strftime('%Y-%m-%d %H:%M')}")
-    print(head + "\n")
-    print(f"| model | 1 run x {cores} threads (beats/s) | {args.jobs} runs x {per} threads, sum (beats/s) | "
-          f"ratio (median) | ratios measured |")
-    print("|---|---:|---:|---:|---|")
+    head = machine(cores)
+    print_table_head(head, ["model", f"1 run x {cores} threads (beats/s)",
+                            f"{args.jobs} runs x {per} threads, sum (beats/s)", "ratio (median)", "ratios measured"])
     rows = []
     for name in args.models:
         ones, manys = [], []

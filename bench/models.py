@@ -11,23 +11,19 @@ Prints a Markdown table with the machine facts and appends one JSON line to benc
 """
 from __future__ import annotations
 
-import argparse
 import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from common import machine, parser, print_table_head  # noqa: E402  (puts the repository on sys.path)
 
+from config import DEFAULT_WINDOW  # noqa: E402
 from models import MODEL_NAMES, create_model  # noqa: E402
 from profiling import (count_macs, count_params, measure_latency, measure_memory,  # noqa: E402
                        measure_throughput, measure_training_throughput)
-from trainer import _cpu_name  # noqa: E402
 
 # The public reference implementation's training speed (beats/s, batch 256, forward + backward +
 # AdamW, 2 threads) as given in issue 6, measured on the 2-core CPU the issue was filed on: the
@@ -36,9 +32,16 @@ REFERENCE_TRAIN_BEATS_PER_S = {"liteecgnet": 234, "deepecgnet": 155, "ecgnet": 7
                                "bircnn": 15, "ldcnn": 426, "resnet": 102}
 
 
+def seeded_model(name: str, seq_len: int) -> tuple[torch.nn.Module, int]:
+    """The model with seed-0 weights, and its MACs per beat (counted on the CPU: cuDNN hides its work)."""
+    torch.manual_seed(0)
+    model = create_model(name)
+    return model, count_macs(model, seq_len=seq_len)["macs"]
+
+
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seq-len", type=int, default=720, help="window length in samples (default: 720)")
+    ap = parser(__doc__, root=False)
+    ap.add_argument("--seq-len", type=int, default=DEFAULT_WINDOW, help=f"window length in samples (default: {DEFAULT_WINDOW})")
     ap.add_argument("--models", nargs="+", default=list(MODEL_NAMES), choices=MODEL_NAMES,
                     help="models to measure (default: all)")
     ap.add_argument("--train-steps", type=int, default=10, help="timed training steps per model, median reported (default: 10)")
@@ -51,19 +54,13 @@ def main() -> int:
             return 2
         return gpu_table(args)
     threads = torch.get_num_threads()
-    head = (f"machine: {_cpu_name()}, {os.cpu_count()} logical cores; torch {torch.__version__}, "
-            f"{threads} threads; Python {platform.python_version()}; T = {args.seq_len}; "
-            f"{time.strftime('%Y-%m-%d %H:%M')}")
-    print(head + "\n")
-    print("| model | params | MACs (M) | latency b=1, 1 thread (ms) | TorchScript b=1, 1 thread (ms) | "
-          "latency b=1, all threads (ms) | infer beats/s b=256 | train beats/s b=256 | vs reference | "
-          "peak mem b=256 (MB) |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    head = machine(extra=f", {threads} threads; T = {args.seq_len}")
+    print_table_head(head, ["model", "params", "MACs (M)", "latency b=1, 1 thread (ms)",
+                            "TorchScript b=1, 1 thread (ms)", "latency b=1, all threads (ms)",
+                            "infer beats/s b=256", "train beats/s b=256", "vs reference", "peak mem b=256 (MB)"])
     rows = []
     for name in args.models:
-        torch.manual_seed(0)
-        model = create_model(name)
-        macs = count_macs(model, seq_len=args.seq_len)["macs"]
+        model, macs = seeded_model(name, args.seq_len)
         lat1 = measure_latency(model, seq_len=args.seq_len, threads=1)
         lat_ts = measure_latency(model, seq_len=args.seq_len, threads=1, torchscript=True)
         latn = measure_latency(model, seq_len=args.seq_len, threads=threads)
@@ -91,18 +88,14 @@ def gpu_table(args) -> int:
     """The GPU variant: latency at batch 1, throughput at 256 and --big-batch, peak memory."""
     dev, big = "cuda", args.big_batch
     props = torch.cuda.get_device_properties(0)
-    head = (f"machine: {props.name} ({props.total_memory / 2**30:.0f} GiB), host {_cpu_name()}, "
-            f"{os.cpu_count()} logical cores; torch {torch.__version__}, CUDA {torch.version.cuda}; "
-            f"Python {platform.python_version()}; T = {args.seq_len}; {time.strftime('%Y-%m-%d %H:%M')}")
-    print(head + "\n")
-    print(f"| model | params | MACs (M) | latency b=1 (ms) | infer beats/s b=256 | infer beats/s b={big} | "
-          f"train beats/s b=256 | train beats/s b={big} | peak mem b=256 (MB) |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    head = machine(extra=f", CUDA {torch.version.cuda}; GPU {props.name} "
+                         f"({props.total_memory / 2**30:.0f} GiB); T = {args.seq_len}")
+    print_table_head(head, ["model", "params", "MACs (M)", "latency b=1 (ms)", "infer beats/s b=256",
+                            f"infer beats/s b={big}", "train beats/s b=256", f"train beats/s b={big}",
+                            "peak mem b=256 (MB)"])
     rows = []
     for name in args.models:
-        torch.manual_seed(0)
-        model = create_model(name)
-        macs = count_macs(model, seq_len=args.seq_len)["macs"]  # counted on CPU (cuDNN hides its work)
+        model, macs = seeded_model(name, args.seq_len)
         model = model.to(dev)
         lat = measure_latency(model, seq_len=args.seq_len, device=dev)
         inf = measure_throughput(model, seq_len=args.seq_len, batch=256, device=dev)["beats_per_s"]

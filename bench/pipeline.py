@@ -13,19 +13,16 @@ Markdown table and appends one JSON line to bench/results.jsonl.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import multiprocessing as mp
 import os
-import platform
 import resource
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from common import machine, parser, records_missing  # noqa: E402  (puts the repository on sys.path)
 
 
 def _clock() -> tuple[float, float, float]:
@@ -54,7 +51,8 @@ def _stage_loop(root: str, cache_dir: str, q) -> None:
     """The baseline: what a first implementation looks like - wfdb objects, a Python loop per beat."""
     import numpy as np
     import wfdb
-    from utils import BEAT_SYMBOLS, LABEL_SCHEMES, MITDB_RECORDS, PreprocConfig, bandpass
+    from beats import BEAT_SYMBOLS, LABEL_SCHEMES
+    from utils import MITDB_RECORDS, PreprocConfig, bandpass
     cfg, table = PreprocConfig(), LABEL_SCHEMES["seed4"]
     half = cfg.window // 2
     t = _clock()
@@ -113,13 +111,10 @@ def _run(stage, root: str, cache_dir: str):
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--root", default=os.environ.get("MITBIH_DIR", "data/mitbih"),
-                    help="MIT-BIH folder (default: $MITBIH_DIR or data/mitbih)")
+    ap = parser(__doc__)
     ap.add_argument("--repeats", type=int, default=3, help="runs of each stage; the median is reported (default: 3)")
     args = ap.parse_args()
-    if not (Path(args.root) / "100.hea").exists():
-        print(f"bench/pipeline.py: error: no MIT-BIH records in {args.root} (set MITBIH_DIR)", file=sys.stderr)
+    if records_missing(args.root, "bench/pipeline.py"):
         return 2
     rows = {"cold build (48 records, writes cache)": [], "warm load (cache)": [], "per-beat loop baseline": []}
     floor = []
@@ -136,8 +131,7 @@ def main() -> int:
     ceiling = base * cores / filt_s  # the filter split perfectly over every core, nothing else
     work_s = read_s + filt_s + cut_s
     ceiling_work = base * cores / work_s  # all three split perfectly, no kernel time, no write
-    print(f"machine: {platform.processor() or platform.machine()}, {cores} cores, "
-          f"Python {platform.python_version()}; median of {args.repeats}\n")
+    print(f"{machine(cores)}; median of {args.repeats}\n")
     print("| stage | wall s | user CPU s | system CPU s | beats | peak RSS MB | speed-up vs loop |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for k, (sec, n, rss, usr, sys_) in med.items():

@@ -14,20 +14,18 @@ patient). Prints a Markdown table and appends a JSON line to bench/results.jsonl
 """
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from common import parser, records_missing  # noqa: E402  (puts the repository on sys.path)
 
 from dataset import DS1, DS2  # noqa: E402
-from utils import BEAT_SYMBOLS, CLASS_NAMES, LABEL_SCHEMES, read_annotations, rr_features  # noqa: E402
+from beats import BEAT_SYMBOLS, CLASS_NAMES, LABEL_SCHEMES  # noqa: E402
+from utils import read_annotations, rr_features  # noqa: E402
 
 # column groups joined by "+"; the module docstring says what each group holds
 FEATURE_SETS = ("abs+local", "abs+local+global", "abs+local+centred", "local", "local+centred")
@@ -54,12 +52,9 @@ def features(root: str, rec: str, cols: str) -> tuple[np.ndarray, np.ndarray]:
 def main() -> int:
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.metrics import precision_recall_fscore_support
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--root", default=os.environ.get("MITBIH_DIR", "data/mitbih"),
-                    help="MIT-BIH folder (default: $MITBIH_DIR or data/mitbih)")
+    ap = parser(__doc__)
     args = ap.parse_args()
-    if not (Path(args.root) / "100.atr").exists():
-        print(f"bench/rr_probe.py: error: no MIT-BIH records in {args.root} (set MITBIH_DIR)", file=sys.stderr)
+    if records_missing(args.root, "bench/rr_probe.py"):
         return 2
     names = CLASS_NAMES["aami5"]
     print("| RR features | " + " | ".join(f"{c} F1" for c in names) + " | S Se / +P | V Se / +P |")

@@ -12,22 +12,22 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from .common import AttentionPool, BeatClassifier, ConvBN, PatchStem
+from .common import AttentionPool, BeatClassifier, ConvBN, PatchStem, register
 
 RNN_TYPES = {"gru": nn.GRU, "lstm": nn.LSTM}
 
 
+@register("bircnn")
 class BiRCNN(BeatClassifier):
     """PatchStem(+coords) -> strided convs -> bidirectional GRU/LSTM -> attention pool."""
 
-    def __init__(self, num_classes: int = 4, rr_dim: int = 0, stem_channels: int = 32,
-                 stem_stride: int = 4, stem_kernel: int = 3, coord: bool = True,
-                 channels: tuple[int, ...] = (48, 64), kernel: int = 5,
-                 rnn: str = "gru", hidden: int = 48, rnn_layers: int = 1, dropout: float = 0.2):
+    def __init__(self, num_classes: int, rr_dim: int, fs: float, *, stem_channels: int,
+                 stem_stride: int, stem_kernel: int, coord: bool, channels: tuple[int, ...],
+                 kernel: int, rnn: str, hidden: int, rnn_layers: int, dropout: float):
         if rnn not in RNN_TYPES:
             raise ValueError(f"unknown rnn {rnn!r}; choose one of {sorted(RNN_TYPES)}")
         super().__init__(num_classes, 2 * hidden, rr_dim, dropout=dropout)
-        self.stem = PatchStem(stem_channels, stem_stride, stem_kernel, coord)
+        self.stem = PatchStem(stem_channels, stem_stride, stem_kernel, coord, fs)
         convs, c = [], stem_channels
         for c_out in channels:  # each halves the sequence
             convs.append(ConvBN(c, c_out, kernel, stride=2))

@@ -19,7 +19,7 @@ import math
 import torch
 import torch.nn as nn
 
-from .common import AttentionPool, BeatClassifier, ConvBN, PatchStem
+from .common import AttentionPool, BeatClassifier, ConvBN, PatchStem, register
 
 
 def sinusoid(length: int, dim: int) -> torch.Tensor:
@@ -31,16 +31,16 @@ def sinusoid(length: int, dim: int) -> torch.Tensor:
     return pe
 
 
+@register("deepecgnet")
 class DeepECGNet(BeatClassifier):
     """PatchStem(+coords) -> strided convs (tokens) -> pre-norm Transformer -> attention pool."""
 
-    def __init__(self, num_classes: int = 4, rr_dim: int = 0, stem_channels: int = 32,
-                 stem_stride: int = 4, stem_kernel: int = 3, coord: bool = True, d_model: int = 64,
-                 conv_strides: tuple[int, ...] = (2, 2, 2), kernel: int = 5, heads: int = 4,
-                 layers: int = 2, ff_dim: int = 128, attn_dropout: float = 0.0,
-                 dropout: float = 0.1, max_tokens: int = 512):
+    def __init__(self, num_classes: int, rr_dim: int, fs: float, *, stem_channels: int,
+                 stem_stride: int, stem_kernel: int, coord: bool, d_model: int,
+                 conv_strides: tuple[int, ...], kernel: int, heads: int, layers: int, ff_dim: int,
+                 attn_dropout: float, dropout: float, max_tokens: int):
         super().__init__(num_classes, d_model, rr_dim, dropout=dropout)
-        self.stem = PatchStem(stem_channels, stem_stride, stem_kernel, coord)
+        self.stem = PatchStem(stem_channels, stem_stride, stem_kernel, coord, fs)
         convs, c = [], stem_channels
         for s in conv_strides:
             convs.append(ConvBN(c, d_model, kernel, stride=s))

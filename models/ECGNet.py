@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from .common import BasicBlock, BeatClassifier, ConvBN, PatchStem
+from .common import BasicBlock, BeatClassifier, ConvBN, PatchStem, register
 
 
 class MultiScale(nn.Module):
@@ -26,16 +26,16 @@ class MultiScale(nn.Module):
         return torch.cat([b(x) for b in self.branches], dim=1)  # (B, n * c_branch, T/stride)
 
 
+@register("ecgnet")
 class ECGNet(BeatClassifier):
     """PatchStem(+coords) -> parallel k=3/5/9 branches -> residual blocks -> global average pool."""
 
-    def __init__(self, num_classes: int = 4, rr_dim: int = 0, stem_channels: int = 32,
-                 stem_stride: int = 4, stem_kernel: int = 3, coord: bool = True,
-                 branch_kernels: tuple[int, ...] = (3, 5, 9), branch_channels: int = 16,
-                 channels: tuple[int, ...] = (64, 96), kernel: int = 5,
-                 se_reduction: int = 0, dropout: float = 0.2):
+    def __init__(self, num_classes: int, rr_dim: int, fs: float, *, stem_channels: int,
+                 stem_stride: int, stem_kernel: int, coord: bool, branch_kernels: tuple[int, ...],
+                 branch_channels: int, channels: tuple[int, ...], kernel: int, se_reduction: int,
+                 dropout: float):
         super().__init__(num_classes, channels[-1], rr_dim, dropout=dropout)
-        self.stem = PatchStem(stem_channels, stem_stride, stem_kernel, coord)
+        self.stem = PatchStem(stem_channels, stem_stride, stem_kernel, coord, fs)
         self.multiscale = MultiScale(stem_channels, branch_channels, tuple(branch_kernels))
         blocks, c = [], branch_channels * len(branch_kernels)
         for c_out in channels:  # each residual block halves the sequence

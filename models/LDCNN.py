@@ -11,19 +11,19 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from .common import BeatClassifier, ConvBN, PatchStem, pool2
+from .common import BeatClassifier, ConvBN, PatchStem, pool2, register
 
 
+@register("ldcnn")
 class LDCNN(BeatClassifier):
     """PatchStem(+coords) -> [conv + max-pool] x 3 -> avg+max pool -> MLP head."""
 
-    def __init__(self, num_classes: int = 4, rr_dim: int = 0, stem_channels: int = 16,
-                 stem_stride: int = 4, stem_kernel: int = 3, coord: bool = True,
-                 channels: tuple[int, ...] = (32, 48, 64), kernel: int = 5,
-                 head_hidden: int = 64, dropout: float = 0.2):
+    def __init__(self, num_classes: int, rr_dim: int, fs: float, *, stem_channels: int,
+                 stem_stride: int, stem_kernel: int, coord: bool, channels: tuple[int, ...],
+                 kernel: int, head_hidden: int, dropout: float):
         super().__init__(num_classes, 2 * channels[-1], rr_dim, head_hidden=head_hidden,
                          dropout=dropout)
-        self.stem = PatchStem(stem_channels, stem_stride, stem_kernel, coord)
+        self.stem = PatchStem(stem_channels, stem_stride, stem_kernel, coord, fs)
         convs, c = [], stem_channels
         for c_out in channels:
             convs.append(ConvBN(c, c_out, kernel))

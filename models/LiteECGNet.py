@@ -24,7 +24,7 @@ import math
 import torch
 import torch.nn as nn
 
-from .common import AttentionPool, BeatClassifier, ConvBN, PatchStem, SqueezeExcite
+from .common import AttentionPool, BeatClassifier, ConvBN, PatchStem, register, SqueezeExcite
 
 
 class MixSeparableConv(ConvBN):
@@ -73,18 +73,16 @@ class MSDSBlock(nn.Module):
         return x + y if self.residual else y
 
 
+@register("liteecgnet")
 class LiteECGNet(BeatClassifier):
     """PatchStem(+coords) -> 3 multi-scale separable blocks (SE on the last two) -> attention pool."""
 
-    def __init__(self, num_classes: int = 4, rr_dim: int = 0, stem_channels: int = 16,
-                 stem_stride: int = 4, stem_kernel: int = 3, coord: bool = True,
-                 channels: tuple[int, ...] = (32, 48, 64),
-                 strides: tuple[int, ...] = (2, 2, 2),
-                 kernels: tuple[int, ...] = (3, 5, 7),
-                 se: tuple[bool, ...] = (False, True, True), se_reduction: int = 4,
-                 dropout: float = 0.1):
+    def __init__(self, num_classes: int, rr_dim: int, fs: float, *, stem_channels: int,
+                 stem_stride: int, stem_kernel: int, coord: bool, channels: tuple[int, ...],
+                 strides: tuple[int, ...], kernels: tuple[int, ...], se: tuple[bool, ...],
+                 se_reduction: int, dropout: float):
         super().__init__(num_classes, channels[-1], rr_dim, dropout=dropout)
-        self.stem = PatchStem(stem_channels, stem_stride, stem_kernel, coord)
+        self.stem = PatchStem(stem_channels, stem_stride, stem_kernel, coord, fs)
         blocks, c = [], stem_channels
         for c_out, s, use_se in zip(channels, strides, se):
             blocks.append(MSDSBlock(c, c_out, tuple(kernels), s, se_reduction if use_se else 0))

@@ -12,18 +12,18 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from .common import BasicBlock, BeatClassifier, PatchStem
+from .common import BasicBlock, BeatClassifier, PatchStem, register
 
 
+@register("resnet")
 class ResNet(BeatClassifier):
     """PatchStem(+coords) -> 4 stages of basic blocks ([2, 2, 2, 2]) -> global average pool."""
 
-    def __init__(self, num_classes: int = 4, rr_dim: int = 0, stem_channels: int = 32,
-                 stem_stride: int = 8, stem_kernel: int = 3, coord: bool = True,
-                 channels: tuple[int, ...] = (32, 48, 64, 96), blocks: tuple[int, ...] = (2, 2, 2, 2),
-                 kernel: int = 3, dropout: float = 0.1):
+    def __init__(self, num_classes: int, rr_dim: int, fs: float, *, stem_channels: int,
+                 stem_stride: int, stem_kernel: int, coord: bool, channels: tuple[int, ...],
+                 blocks: tuple[int, ...], kernel: int, dropout: float):
         super().__init__(num_classes, channels[-1], rr_dim, dropout=dropout)
-        self.stem = PatchStem(stem_channels, stem_stride, stem_kernel, coord)
+        self.stem = PatchStem(stem_channels, stem_stride, stem_kernel, coord, fs)
         layers, c = [], stem_channels
         for i, (c_out, n) in enumerate(zip(channels, blocks)):
             for j in range(n):  # first block of every stage but the first halves the sequence

@@ -7,13 +7,15 @@ by a gate computed from their global average before the skip connection is added
 
 from __future__ import annotations
 
+from .common import register
 from .ECGNet import ECGNet
 
 
+@register("se_ecgnet")
 class SE_ECGNet(ECGNet):
     """ECGNet whose residual blocks carry squeeze-and-excitation (se_reduction >= 1)."""
 
-    def __init__(self, num_classes: int = 4, rr_dim: int = 0, se_reduction: int = 4, **kw):
+    def __init__(self, num_classes: int, rr_dim: int, fs: float, *, se_reduction: int, **kw):
         if se_reduction < 1:
             raise ValueError("se_ecgnet needs se_reduction >= 1 (that is what makes it SE)")
-        super().__init__(num_classes, rr_dim, se_reduction=se_reduction, **kw)
+        super().__init__(num_classes, rr_dim, fs, se_reduction=se_reduction, **kw)

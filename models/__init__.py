@@ -3,37 +3,32 @@
     model = create_model("liteecgnet", num_classes=4, rr_dim=0, dropout=0.2)
 
 Every model maps (B, 1, T) float32 beat windows (any T, 1-4 s at 360 Hz) to (B, num_classes)
-logits and subclasses `models.common.BeatClassifier`.
+logits and subclasses `models.common.BeatClassifier`. A model registers itself with
+`@register("name")` in its own file; its settings live in config.MODEL_CONFIGS, whose order is
+the order the suite lists models in. Adding one touches its file and config.py only.
 """
 
 from __future__ import annotations
 
+import importlib
 import inspect
+import pkgutil
 
 import torch.nn as nn
 
-from config import MODEL_CONFIGS
+from beats import CLASS_NAMES
+from config import DATA_DEFAULTS, MODEL_CONFIGS
 
-from .BiRCNN import BiRCNN
-from .common import BeatClassifier
-from .DeepECGNet import DeepECGNet
-from .ECGNet import ECGNet
-from .LDCNN import LDCNN
-from .LiteECGNet import LiteECGNet
-from .ResNet import ResNet
-from .SE_ECGNet import SE_ECGNet
+from .common import MODELS, BeatClassifier
 
-# name -> constructor, in README order
-MODELS: dict[str, type[BeatClassifier]] = {
-    "liteecgnet": LiteECGNet,
-    "ecgnet": ECGNet,
-    "se_ecgnet": SE_ECGNet,
-    "bircnn": BiRCNN,
-    "resnet": ResNet,
-    "deepecgnet": DeepECGNet,
-    "ldcnn": LDCNN,
-}
-MODEL_NAMES: tuple[str, ...] = tuple(MODELS)
+for _m in pkgutil.iter_modules(__path__):  # every model file registers its class on import
+    importlib.import_module(f"{__name__}.{_m.name}")
+
+_missing = sorted(set(MODEL_CONFIGS) ^ set(MODELS))
+if _missing:
+    raise ImportError(f"models and config.MODEL_CONFIGS disagree on: {', '.join(_missing)} "
+                      "(each model needs a registered class and a config dict)")
+MODEL_NAMES: tuple[str, ...] = tuple(MODEL_CONFIGS)  # in config.py's order
 
 
 def _accepted(cls: type) -> set[str]:
@@ -46,20 +41,24 @@ def _accepted(cls: type) -> set[str]:
         names |= {p for p, v in params.items() if v.kind is v.POSITIONAL_OR_KEYWORD or v.kind is v.KEYWORD_ONLY}
         if not any(v.kind is v.VAR_KEYWORD for v in params.values()):
             break
-    return names - {"self", "num_classes", "rr_dim"}
+    return names - {"self", "num_classes", "rr_dim", "fs"}
 
 
-def create_model(name: str, num_classes: int = 4, rr_dim: int = 0, **overrides) -> nn.Module:
-    """Build model `name` from config.MODEL_CONFIGS[name] merged with `overrides`."""
+def create_model(name: str, num_classes: int = len(CLASS_NAMES[DATA_DEFAULTS["classes"]]),
+                 rr_dim: int = 0, fs: float = DATA_DEFAULTS["fs"], **overrides) -> nn.Module:
+    """Build model `name` from config.MODEL_CONFIGS[name] merged with `overrides`.
+
+    `fs` is the sampling rate of the windows the model will see (it scales the CoordConv time
+    coordinates to seconds)."""
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; valid names: {', '.join(MODEL_NAMES)}")
     cls = MODELS[name]
-    cfg = {**MODEL_CONFIGS.get(name, {}), **overrides}
+    cfg = {**MODEL_CONFIGS[name], **overrides}
     unknown = sorted(set(cfg) - _accepted(cls))
     if unknown:
         raise ValueError(f"{name} does not take {', '.join(unknown)}; "
                          f"its settings are: {', '.join(sorted(_accepted(cls)))}")
-    return cls(num_classes=num_classes, rr_dim=rr_dim, **cfg)
+    return cls(num_classes=num_classes, rr_dim=rr_dim, fs=fs, **cfg)
 
 
 __all__ = ["MODELS", "MODEL_NAMES", "BeatClassifier", "create_model"]

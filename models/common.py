@@ -11,9 +11,25 @@ reshaping (no `max_pool1d` with indices, which is slow to back-propagate on CPU)
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+# The registry: name -> model class, filled by @register in each model's file (models/__init__.py
+# imports every module of the package, so a new file registers itself).
+MODELS: dict[str, type["BeatClassifier"]] = {}
+
+
+def register(name: str) -> Callable[[type], type]:
+    """Class decorator: make a BeatClassifier available to `models.create_model(name)`."""
+    def add(cls: type) -> type:
+        if name in MODELS:
+            raise ValueError(f"two models registered as {name!r}: {MODELS[name].__name__}, {cls.__name__}")
+        MODELS[name] = cls
+        return cls
+    return add
 
 
 class BeatClassifier(nn.Module):
@@ -121,7 +137,7 @@ class CoordConvBN(ConvBN):
     """ConvBN whose input is a folded signal (B, r, N) plus r coordinate channels (CoordConv).
 
     The coordinate of folded step s, phase p is the time of raw sample s*r + p relative to the
-    window centre, in units of 360 samples (seconds at MIT-BIH's rate). Conv is linear, so in
+    window centre, in seconds at the input's sampling rate `fs`. Conv is linear, so in
     inference conv([x; pos]) = conv(x, W_x) + conv(pos, W_pos) and the second term, which
     depends only on N and the folded weights, is cached: no concatenation and half the input
     channels per beat. (MAC counters count the full conv: an upper bound by r*k*C*N MACs.)
@@ -129,10 +145,10 @@ class CoordConvBN(ConvBN):
 
     MAX_T = 1 << 14  # coordinate table length (samples); longer windows compute theirs on the fly
 
-    def __init__(self, r: int, c_out: int, k: int):
+    def __init__(self, r: int, c_out: int, k: int, fs: float):
         super().__init__(2 * r, c_out, k)
-        self.r = r
-        pos = (torch.arange(self.MAX_T, dtype=torch.float32) - self.MAX_T // 2) / 360.0
+        self.r, self.fs = r, float(fs)
+        pos = (torch.arange(self.MAX_T, dtype=torch.float32) - self.MAX_T // 2) / self.fs
         self.register_buffer("pos", pos, persistent=False)
         self._pos_cache: tuple | None = None
 
@@ -142,7 +158,7 @@ class CoordConvBN(ConvBN):
         if t <= self.MAX_T:
             pos = self.pos[self.MAX_T // 2 - t // 2:][:t]
         else:
-            pos = (torch.arange(t, device=like.device) - t // 2) / 360.0
+            pos = (torch.arange(t, device=like.device) - t // 2) / self.fs
         return pos.to(like.dtype).view(1, n, self.r).transpose(1, 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -172,13 +188,14 @@ class PatchStem(nn.Module):
     peak), as in CoordConv (Liu et al. 2018; see `CoordConvBN`). Convolutions and global pooling
     are blind to absolute position; the coordinates let a net tell *where* the neighbouring
     beats are, i.e. the RR intervals that separate premature (S/V) beats from normal ones. They
-    are in seconds, so they mean the same for every T.
+    are in seconds (at sampling rate `fs`), so they mean the same for every T.
     """
 
-    def __init__(self, out_channels: int, stride: int = 4, kernel: int = 3, coord: bool = False):
+    def __init__(self, out_channels: int, stride: int, kernel: int, coord: bool, fs: float):
         super().__init__()
         self.stride = stride
-        self.conv = CoordConvBN(stride, out_channels, kernel) if coord else ConvBN(stride, out_channels, kernel)
+        self.conv = (CoordConvBN(stride, out_channels, kernel, fs) if coord
+                     else ConvBN(stride, out_channels, kernel))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, _, t = x.shape

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from dataset import DS1, DS2, PACED, PARTS, make_splits, records_for
-from utils import (BEAT_SYMBOLS, CLASS_NAMES, LABEL_SCHEMES, MITDB_RECORDS, DataError,
+from beats import BEAT_SYMBOLS, CLASS_NAMES, LABEL_SCHEMES
+from utils import (MITDB_RECORDS, DataError,
                    NORMALIZERS, PreprocConfig, _read_212, cache_key, cut_windows, fill_windows,
                    load_beats, read_annotations, read_record, read_signal, rr_features)
 

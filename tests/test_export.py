@@ -11,7 +11,7 @@ import torch
 
 import export
 from models import create_model
-from trainer import CKPT_FORMAT, CKPT_VERSION
+from checkpoint import CKPT_FORMAT, CKPT_VERSION
 from utils import PreprocConfig
 
 # torch 2.13 marks torch.jit.save/load deprecated; the exported file is still TorchScript (see export.py)

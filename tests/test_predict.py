@@ -12,7 +12,8 @@ import pytest
 import predict
 import trainer
 from metrics import confusion_matrix
-from utils import LABEL_SCHEMES, PreprocConfig, cut_windows, read_record
+from beats import LABEL_SCHEMES
+from utils import PreprocConfig, cut_windows, read_record
 
 N_BEATS_100 = 2273  # beat annotations of record 100
 EDGE_100 = [0, N_BEATS_100 - 2, N_BEATS_100 - 1]  # beats whose 2 s window leaves record 100

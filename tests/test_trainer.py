@@ -11,8 +11,13 @@ import numpy as np
 import pytest
 import torch
 
+import checkpoint
+import engine
+import options
+import report as report_mod
 import trainer
-from dataset import make_splits
+from cli import UsageError
+from dataset import BeatTensors, make_splits
 from utils import PreprocConfig, load_beats
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,7 +57,7 @@ def test_one_epoch_writes_checkpoint_and_report(one_run):
     if not torch.cuda.is_available():
         assert "CUDA is not available on this machine: running on CPU" in r.stdout
     assert not list(out.glob("*.tmp")) and not list(out.glob("*.last.pt"))
-    trainer.validate_report(report)  # the schema documented in README.md
+    report_mod.validate_report(report)  # the schema documented in README.md
     assert report["model"] == "liteecgnet" and report["classes"] == ["N", "SVEB", "VEB", "Other"]
     assert report["dataset"]["records"]["test"] == ["100", "105"]
     assert len(report["history"]) == 1 and report["best_val"]["epoch"] == 1
@@ -68,12 +73,12 @@ def test_checkpoint_rebuilds_and_reproduces_predictions(one_run, mitbih_dir):
     for k in ("state_dict", "model_name", "model_config", "class_names", "preprocessing", "args",
               "best_epoch", "best_val_f1", "versions"):
         assert k in raw
-    model, ckpt = trainer.load_checkpoint(ckpt_path)
-    data = load_beats(mitbih_dir, PreprocConfig.from_dict(ckpt["preprocessing"]),
+    model, ckpt = checkpoint.load_model(ckpt_path)
+    data = load_beats(mitbih_dir, ckpt.preproc,
                       records=["101", "106", "208", "119", "100", "105"], use_cache=False, download=False)
     s = make_splits(data, "stratified", 1337, explicit={"train": ["101", "106", "208"], "val": ["119"],
                                                         "test": ["100", "105"]})
-    pred, _, _ = trainer.predict(model, trainer.BeatTensors(data, s.test), 256, use_rr=False)
+    pred, _, _ = engine.predict(model, BeatTensors(data, s.test), 256, use_rr=False)
     import hashlib
     assert hashlib.sha256(pred.astype(np.int8).tobytes()).hexdigest() == report["test"]["predictions_sha256"]
     assert float((pred == data.y[s.test]).mean()) == pytest.approx(report["test"]["accuracy"], abs=0)
@@ -86,7 +91,7 @@ def test_eval_only_and_evaluate_py_reproduce_the_report(one_run, tmp_path):
     assert r.returncode == 0, r.stderr
     (rep,) = tmp_path.glob("eval_report_*.json")
     again = json.loads(rep.read_text())
-    trainer.validate_report(again)
+    report_mod.validate_report(again)
     assert again["test"]["predictions_sha256"] == report["test"]["predictions_sha256"]
     assert again["test"]["macro_f1"] == report["test"]["macro_f1"]
 
@@ -200,10 +205,10 @@ def test_non_checkpoint_and_mismatched_checkpoint(one_run, tmp_path, capsys):
 
 
 def test_checkpoints_from_before_weighting_modes_map_their_flag():
-    args, given = trainer.parse_args([])
+    args, given = options.parse_args([])
     for old, new in ((True, "inverse"), (False, None)):
         ckpt = {"args": {**vars(args), "class_weights": old}}
-        assert trainer._adopt_checkpoint_args(args, given, ckpt, "x.pt").class_weights == new
+        assert options.adopt_checkpoint_args(args, given, ckpt["args"], "x.pt").class_weights == new
 
 
 def test_focal_class_weights_and_rr_options_train(mitbih_dir, tmp_path):
@@ -212,46 +217,46 @@ def test_focal_class_weights_and_rr_options_train(mitbih_dir, tmp_path):
     (ckpt,), (rep,) = outputs(tmp_path)
     report = json.loads(rep.read_text())
     assert report["classes"] == ["N", "S", "V", "F", "Q"] and report["args"]["rr"] is True
-    model, c = trainer.load_checkpoint(ckpt)
-    assert c["rr_dim"] == 4 and model.rr_dim == 4
+    model, c = checkpoint.load_model(ckpt)
+    assert c.rr_dim == 4 and model.rr_dim == 4
 
 
 def test_focal_loss_matches_cross_entropy_at_gamma_zero():
     logits, y = torch.randn(16, 4), torch.randint(0, 4, (16,))
     w = torch.tensor([1.0, 2.0, 0.5, 3.0])
     ce = torch.nn.functional.cross_entropy(logits, y, weight=w)
-    assert torch.allclose(trainer.make_loss(True, 0.0, w)(logits, y), ce, atol=1e-6)
+    assert torch.allclose(engine.make_loss(True, 0.0, w)(logits, y), ce, atol=1e-6)
     # gamma > 0 down-weights easy beats: loss never above CE
-    assert trainer.make_loss(True, 2.0, None)(logits, y) <= torch.nn.functional.cross_entropy(logits, y)
+    assert engine.make_loss(True, 2.0, None)(logits, y) <= torch.nn.functional.cross_entropy(logits, y)
 
 
 def test_class_weights_inverse_frequency():
-    w = trainer.class_weights(np.array([0, 0, 0, 1]), 3)
+    w = engine.class_weights(np.array([0, 0, 0, 1]), 3)
     # N / (C * n_c): 4 / (3*3), 4 / (3*1), absent class -> 0
     assert torch.allclose(w, torch.tensor([4 / 9, 4 / 3, 0.0]))
 
 
 def test_class_weights_sqrt_and_cli_modes():
-    w = trainer.class_weights(np.array([0, 0, 0, 1]), 3, "sqrt")
+    w = engine.class_weights(np.array([0, 0, 0, 1]), 3, "sqrt")
     assert torch.allclose(w, torch.tensor([(4 / 9) ** 0.5, (4 / 3) ** 0.5, 0.0]))
     # the bare flag keeps its old meaning; a mode may follow it; absent means no weights
-    assert trainer.parse_args(["--class-weights"])[0].class_weights == "inverse"
-    assert trainer.parse_args(["--class-weights", "sqrt", "--rr"])[0].class_weights == "sqrt"
-    assert trainer.parse_args([])[0].class_weights is None
-    with pytest.raises(trainer.UsageError, match="invalid choice"):
-        trainer.parse_args(["--class-weights", "square"])
+    assert options.parse_args(["--class-weights"])[0].class_weights == "inverse"
+    assert options.parse_args(["--class-weights", "sqrt", "--rr"])[0].class_weights == "sqrt"
+    assert options.parse_args([])[0].class_weights is None
+    with pytest.raises(UsageError, match="invalid choice"):
+        options.parse_args(["--class-weights", "square"])
 
 
 def test_augment_is_seeded_bounded_and_keeps_shape():
     x = torch.randn(8, 1, 720)
-    a1 = trainer.augment(x, 360, torch.Generator().manual_seed(3))
-    a2 = trainer.augment(x, 360, torch.Generator().manual_seed(3))
-    a3 = trainer.augment(x, 360, torch.Generator().manual_seed(4))
+    a1 = engine.augment(x, 360, torch.Generator().manual_seed(3))
+    a2 = engine.augment(x, 360, torch.Generator().manual_seed(3))
+    a3 = engine.augment(x, 360, torch.Generator().manual_seed(4))
     assert a1.shape == x.shape and torch.equal(a1, a2) and not torch.equal(a1, a3)
     # a perturbation, not a new signal: close to the input (jitter <= 9 samples of a smooth beat)
     t = torch.arange(720) / 360.0
     smooth = torch.sin(2 * torch.pi * 1.0 * t).expand(8, 1, 720)
-    d = trainer.augment(smooth, 360, torch.Generator().manual_seed(0)) - smooth
+    d = engine.augment(smooth, 360, torch.Generator().manual_seed(0)) - smooth
     assert d.abs().mean() < 0.5 and d.abs().mean() > 0.01
 
 
@@ -271,7 +276,7 @@ def test_training_and_prediction_read_back_once_per_pass(monkeypatch):
     data = BeatData(x=rng.standard_normal((n, 720)).astype(np.float32), y=rng.integers(0, 4, n),
                     record=np.full(n, 100, np.int32), rpeak=np.arange(n), rr=np.ones((n, 4), np.float32),
                     symbol=np.full(n, "N"), class_names=["N", "SVEB", "VEB", "Other"], config=PreprocConfig())
-    part = trainer.BeatTensors(data, np.arange(n))
+    part = BeatTensors(data, np.arange(n))
     model = create_model("liteecgnet", num_classes=4)
     opt = torch.optim.AdamW(model.parameters())
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
@@ -279,14 +284,63 @@ def test_training_and_prediction_read_back_once_per_pass(monkeypatch):
     for name in reads:
         orig = getattr(torch.Tensor, name)
         def counted(self, *a, _orig=orig, _name=name, **k):
-            # only trainer.py's own reads (AdamW reads its CPU step counters, which a GPU never waits for)
-            reads[_name] += sys._getframe(1).f_globals.get("__name__") == "trainer"
+            # only the training code's own reads (AdamW reads its CPU step counters, which a GPU never waits for)
+            reads[_name] += sys._getframe(1).f_globals.get("__name__") == "engine"
             return _orig(self, *a, **k)
         monkeypatch.setattr(torch.Tensor, name, counted)
-    loss, (pred, y) = trainer.train_one_epoch(model, part, opt, sched, trainer.make_loss(False, 2.0, None),
+    loss, (pred, y) = engine.train_one_epoch(model, part, opt, sched, engine.make_loss(False, 2.0, None),
                                               64, False, torch.Generator().manual_seed(0), "t", quiet=True)
     assert reads == {"item": 1, "cpu": 2}  # 5 batches: loss sum once, predictions + labels once
     assert np.isfinite(loss) and len(pred) == len(y) == n
     reads.update(item=0, cpu=0)
-    p, prob, vloss = trainer.predict(model, part, 64, False, trainer.make_loss(False, 2.0, None))
+    p, prob, vloss = engine.predict(model, part, 64, False, engine.make_loss(False, 2.0, None))
     assert reads == {"item": 1, "cpu": 1} and prob.shape == (n, 4) and np.isfinite(vloss)
+
+
+def test_full_disk_while_saving_is_one_line_and_keeps_the_last_good_state(mitbih_dir, tmp_path, capsys,
+                                                                          monkeypatch):
+    """A write refused by the system (here: a full disk on the 2nd epoch's .last.pt, as torch.save
+    reports it: an OSError wrapped in a RuntimeError) ends the run with one line naming the file
+    and the reason, exit 1; the epoch-1 state stays whole and --resume finishes the run."""
+    import checkpoint as ckpt_mod
+    real_save, calls = torch.save, []
+
+    def full_disk(obj, f):
+        calls.append(obj.get("kind"))
+        if len(calls) == 2:
+            f.write(b"half a checkpoint")
+            try:
+                raise OSError(28, "No space left on device")
+            except OSError as e:
+                raise RuntimeError("[enforce fail at inline_container.cc] . unexpected pos 64") from e
+        real_save(obj, f)
+    monkeypatch.setattr(ckpt_mod.torch, "save", full_disk)
+    assert trainer.main(base_args(mitbih_dir, tmp_path, epochs=2)) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "No space left on device" in err and ".last.pt" in err, err
+    assert "Traceback" not in err
+    (last,) = tmp_path.glob("*.last.pt")
+    assert not list(tmp_path.glob("*.tmp")) and outputs(tmp_path) == ([], [])
+    state = checkpoint.Checkpoint.load(last)
+    assert state.kind == "training-state" and state.training["epoch"] == 1
+    monkeypatch.setattr(ckpt_mod.torch, "save", real_save)
+    assert trainer.main(["--resume", str(last), "--quiet"]) == 0
+    ckpts, reports = outputs(tmp_path)
+    assert len(ckpts) == 1 and len(reports) == 1 and not list(tmp_path.glob("*.last.pt"))
+
+
+def test_unwritable_report_folder_is_one_line(tmp_path):
+    """atomic_write turns a refused write into OutputError naming the file; nothing is left."""
+    from cli import OutputError
+    from utils import atomic_write
+    with pytest.raises(OutputError, match=r"cannot write .*missing.*report\.json"):
+        atomic_write(tmp_path / "missing" / "report.json", lambda f: f.write(b"{}"))
+    target = tmp_path / "r.json"
+    target.write_bytes(b"old")
+
+    def fails(f):
+        f.write(b"new, half")
+        raise OSError(28, "No space left on device")
+    with pytest.raises(OutputError, match="No space left on device"):
+        atomic_write(target, fails)
+    assert target.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["r.json"]

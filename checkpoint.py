@@ -1,0 +1,121 @@
+"""The checkpoint: one typed structure that rebuilds a model and its preprocessing, no flags needed.
+
+    ckpt = Checkpoint.load("data/records/ecg_lightweight_liteecgnet_<stamp>.pt")
+    model = ckpt.build_model()            # eval mode, on the CPU
+    cfg = ckpt.preproc                    # utils.PreprocConfig the windows were cut with
+
+Two kinds share the structure: a *final* checkpoint (the best weights, written once at the end
+of a run) and a *training state* (`.last.pt`, written after every epoch for --resume: weights,
+optimiser, scheduler, RNG and early-stopping state). On disk both are plain dicts of tensors,
+numbers, strings, lists and dicts, read with ``torch.load(weights_only=True)``: loading runs no
+code. The dict keys are those of checkpoint version 1, so older files still load.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from cli import UsageError
+from models import create_model
+from utils import PreprocConfig, atomic_write
+
+CKPT_FORMAT, CKPT_VERSION = "liteecg-checkpoint", 1
+FINAL, TRAINING_STATE = "final", "training-state"
+# what a training state holds beyond the common fields (trainer.fit's state)
+TRAINING_KEYS = ("epoch", "model_state", "optimizer", "scheduler", "torch_rng", "history",
+                 "best_state", "bad_epochs")
+
+
+@dataclass
+class Checkpoint:
+    """Everything a saved run knows. `state_dict` is set for final checkpoints, `training` for
+    training states; the rest is common to both."""
+    model_name: str
+    model_config: dict          # the whole merged config: config.py may change later
+    num_classes: int
+    rr_dim: int
+    class_names: list[str]
+    preprocessing: dict         # utils.PreprocConfig.to_dict()
+    args: dict = field(default_factory=dict)      # the run's command-line arguments
+    versions: dict = field(default_factory=dict)  # python / torch / numpy / wfdb of the run
+    stamp: str = ""                               # the run's timestamp (its file names)
+    kind: str = FINAL
+    state_dict: dict | None = None
+    best_val: dict = field(default_factory=dict)
+    training: dict | None = None
+
+    @property
+    def preproc(self) -> PreprocConfig:
+        return PreprocConfig.from_dict(self.preprocessing)
+
+    def to_dict(self) -> dict:
+        """The dict written to disk (checkpoint version 1 keys)."""
+        d = {"format": CKPT_FORMAT, "version": CKPT_VERSION,
+             **{f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if f.name not in ("state_dict", "training")}}
+        if self.kind == FINAL:
+            d.update(state_dict=self.state_dict, best_epoch=self.best_val.get("epoch"),
+                     best_val_f1=self.best_val.get("macro_f1"))
+        else:
+            d.update(self.training or {})
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Checkpoint":
+        common = {f.name: d[f.name] for f in dataclasses.fields(cls)
+                  if f.name in d and f.name not in ("state_dict", "training")}
+        kind = d.get("kind", FINAL)
+        return cls(**common, state_dict=d.get("state_dict"),
+                   training={k: d[k] for k in TRAINING_KEYS if k in d} if kind == TRAINING_STATE else None)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Checkpoint":
+        """Read and check a LiteECG checkpoint (weights_only: no code runs on load)."""
+        p = Path(path)
+        if not p.is_file():
+            raise UsageError(f"checkpoint {p} does not exist")
+        try:
+            d = torch.load(p, map_location="cpu", weights_only=True)
+        except Exception as e:
+            raise UsageError(f"{p} is not a readable checkpoint ({type(e).__name__})") from None
+        if not isinstance(d, dict) or d.get("format") != CKPT_FORMAT:
+            raise UsageError(f"{p} is not a LiteECG checkpoint")
+        if d.get("version") != CKPT_VERSION:
+            raise UsageError(f"{p} has checkpoint version {d.get('version')}, this code reads {CKPT_VERSION}")
+        try:
+            return cls.from_dict(d)
+        except (KeyError, TypeError) as e:
+            raise UsageError(f"{p} is an incomplete LiteECG checkpoint ({type(e).__name__}: {e})") from None
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write atomically (temp file + rename): a failed write leaves the previous file."""
+        atomic_write(path, lambda f: torch.save(self.to_dict(), f))
+
+    def require_final(self, path: str | os.PathLike) -> None:
+        """Refuse a training state (.last.pt) where a final checkpoint is needed."""
+        if self.kind == TRAINING_STATE:
+            raise UsageError(f"{path} is a training state (.last.pt): continue it with --resume, or use "
+                             "the final .pt checkpoint of the run")
+
+    def new_model(self) -> nn.Module:
+        """A freshly initialised model of this checkpoint's architecture and inputs."""
+        return create_model(self.model_name, num_classes=self.num_classes, rr_dim=self.rr_dim,
+                            fs=self.preproc.fs, **self.model_config)
+
+    def build_model(self, device: str | torch.device = "cpu", path: str | os.PathLike = "checkpoint") -> nn.Module:
+        """The final checkpoint's model with its weights, in eval mode on `device`."""
+        self.require_final(path)
+        model = self.new_model()
+        model.load_state_dict(self.state_dict)
+        return model.to(device).eval()
+
+
+def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[nn.Module, Checkpoint]:
+    """Read a final checkpoint and rebuild its model -> (model in eval mode, checkpoint)."""
+    ckpt = Checkpoint.load(path)
+    return ckpt.build_model(device, path), ckpt

@@ -1,0 +1,62 @@
+"""What every LiteECG script shares at its edge: the one-line user errors and the CLI wrapper.
+
+    def main(argv=None) -> int:
+        return run_cli("predict.py", lambda: body(build_parser().parse_args(argv)))
+
+A user error is never a traceback: `run_cli` prints ``prog: error: <one line>`` on stderr and
+returns 2 for a bad command line or bad data (`UsageError`, `DataError`), 1 for an output that
+could not be written (`OutputError`), 130 for Ctrl-C. Imports no torch: summarize.py uses it.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable
+
+
+class UsageError(Exception):
+    """A bad command line or a bad file given on it: one line, exit code 2."""
+
+
+class DataError(Exception):
+    """A user-facing data problem (missing files, bad records, ...): one line, exit code 2."""
+
+
+class OutputError(Exception):
+    """An output file could not be written (disk full, permission denied): one line, exit 1."""
+
+
+class CliParser(argparse.ArgumentParser):
+    """argparse whose errors are one UsageError line instead of usage + message + exit."""
+
+    def error(self, message: str):
+        raise UsageError(f"{message} (see --help)")
+
+
+def log(msg: str) -> None:
+    """Progress line, flushed: it must show through pipes (tee in run_all_models.sh)."""
+    print(msg, flush=True)
+
+
+def run_cli(prog: str, body: Callable[[], int]) -> int:
+    """Run a CLI body: every user error becomes one line on stderr and a non-zero exit."""
+    try:
+        return body()
+    except (UsageError, DataError) as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 2
+    except OutputError as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+
+
+def resolve_device(name: str, log: Callable[[str], None] = log):
+    """torch.device: cuda when asked and present; otherwise cpu, saying so."""
+    import torch
+    if name == "cuda" and not torch.cuda.is_available():
+        log("CUDA is not available on this machine: running on CPU")
+        return torch.device("cpu")
+    return torch.device(name)

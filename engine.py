@@ -1,0 +1,144 @@
+"""The training and inference steps: loss, schedule, augmentation, one epoch, prediction, and
+the test-part evaluation. trainer.py wires them into a run; evaluate.py reuses the inference.
+
+Everything here takes tensors and plain values (no command-line namespace), so it can be tested
+and reused alone.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from dataset import BeatTensors
+from metrics import bootstrap_ci, classification_metrics, ec57_stats
+
+CLASS_WEIGHTINGS = {"inverse": 1.0, "sqrt": 0.5}  # --class-weights mode -> power of N / (C * n_c)
+
+
+def class_weights(y: np.ndarray, n_classes: int, mode: str = "inverse") -> torch.Tensor:
+    """Weights (N / (C * n_c)) ** p, p = 1 for 'inverse', 0.5 for 'sqrt'; absent classes weight 0.
+
+    Why sqrt: inter-patient DS1 has 8 Q and ~400 F training beats against ~45k N, so inverse
+    weights of ~1000 and ~20 make the loss chase a handful of beats and push N beats of unseen
+    patients into F/V; the square root keeps the rare classes up-weighted with a tenth the spread.
+    """
+    n = np.bincount(y, minlength=n_classes).astype(np.float64)
+    w = np.where(n > 0, (len(y) / (n_classes * np.maximum(n, 1))) ** CLASS_WEIGHTINGS[mode], 0.0)
+    return torch.tensor(w, dtype=torch.float32)
+
+
+def make_loss(focal: bool, gamma: float, weight: torch.Tensor | None):
+    """Cross-entropy, or focal loss -(1 - p_t)^gamma * log p_t (Lin et al. 2017), optionally weighted."""
+    def loss_fn(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if not focal:
+            return F.cross_entropy(logits, y, weight=weight)
+        logp = F.log_softmax(logits, 1).gather(1, y[:, None]).squeeze(1)  # (B,)
+        loss = -((1 - logp.exp()) ** gamma) * logp
+        if weight is not None:
+            w = weight[y]
+            return (loss * w).sum() / w.sum().clamp_min(1e-12)
+        return loss.mean()
+    return loss_fn
+
+
+def lr_lambda(total_steps: int, warmup: int):
+    """Linear warm-up, then cosine decay to 1 % of the peak over the maximum epochs."""
+    def f(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        t = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+        return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * t))
+    return f
+
+
+@torch.inference_mode()
+def predict(model: nn.Module, part: BeatTensors, batch_size: int, use_rr: bool,
+            loss_fn=None) -> tuple[np.ndarray, np.ndarray, float]:
+    """-> (predicted class (N,), class probabilities (N, C), mean loss or nan)."""
+    model.eval()
+    # sums and outputs stay on the device until the end: one GPU -> host copy, not one per batch
+    probs, total = [], torch.zeros((), dtype=torch.float64, device=part.y.device)
+    for x, rr, y in part.batches(max(batch_size, 512)):
+        logits = model(x, rr if use_rr else None)
+        if loss_fn is not None:
+            total += loss_fn(logits, y).detach().double() * len(y)
+        probs.append(torch.softmax(logits.float(), 1))
+    p = torch.cat(probs).cpu().numpy()
+    return p.argmax(1), p, (total.item() / len(part) if loss_fn is not None else float("nan"))
+
+
+def augment(x: torch.Tensor, fs: int, generator: torch.Generator) -> torch.Tensor:
+    """Train-time perturbations of a batch of normalised windows (B, 1, T), seeded:
+    R-peak jitter (shift by up to 25 ms, edges repeated), amplitude x U(0.8, 1.2), baseline
+    wander (0.1-0.5 Hz sine, amplitude <= 0.2) and white noise (sd 0.05). Why: in the
+    inter-patient protocol the nets fit the training patients' exact beat shapes; these are the
+    nuisances that differ between patients and recordings, not the beat classes."""
+    b, _, t = x.shape
+    dev = x.device
+
+    def u(lo: float, hi: float, *shape: int) -> torch.Tensor:
+        return (lo + (hi - lo) * torch.rand(*shape, generator=generator)).to(dev)
+
+    shift = torch.randint(-int(0.025 * fs), int(0.025 * fs) + 1, (b, 1), generator=generator).to(dev)
+    idx = (torch.arange(t, device=dev) + shift).clamp_(0, t - 1)  # (B, T)
+    x = x.gather(2, idx.unsqueeze(1))
+    time = torch.arange(t, device=dev) / fs  # (T,) seconds
+    wander = u(0, 0.2, b, 1) * torch.sin(2 * math.pi * u(0.1, 0.5, b, 1) * time + u(0, 2 * math.pi, b, 1))
+    noise = 0.05 * torch.randn(x.shape, generator=generator).to(dev)
+    return x * u(0.8, 1.2, b, 1, 1) + wander.unsqueeze(1) + noise
+
+
+def train_one_epoch(model, part: BeatTensors, opt, sched, loss_fn, batch_size: int, use_rr: bool,
+                    generator: torch.Generator, bar_desc: str, quiet: bool,
+                    augment_fs: int | None = None) -> tuple[float, np.ndarray]:
+    """One pass over the training part -> (mean loss, predictions in visiting order + labels)."""
+    from tqdm import tqdm
+    model.train()
+    # The loss sum and the predictions stay on the device: reading them every step (.item(),
+    # .cpu()) would make a GPU wait for each step to finish before queueing the next.
+    total = torch.zeros((), dtype=torch.float64, device=part.y.device)
+    seen, preds, labels = 0, [], []
+    bar = tqdm(part.batches(batch_size, shuffle=True, generator=generator), total=part.num_batches(batch_size),
+               desc=bar_desc, leave=False, disable=quiet or None, dynamic_ncols=True)
+    for step, (x, rr, y) in enumerate(bar):
+        if augment_fs:
+            x = augment(x, augment_fs, generator)
+        logits = model(x, rr if use_rr else None)
+        loss = loss_fn(logits, y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        total += loss.detach().double() * len(y)
+        seen += len(y)
+        preds.append(logits.detach().argmax(1))
+        labels.append(y)
+        if not bar.disable and step % 20 == 0:  # the progress bar's loss: a sync every 20 steps
+            bar.set_postfix(loss=f"{total.item() / seen:.4f}")
+    return total.item() / seen, np.stack([torch.cat(preds).cpu().numpy(), torch.cat(labels).cpu().numpy()])
+
+
+def evaluate_part(model: nn.Module, part: BeatTensors, y: np.ndarray, record: np.ndarray,
+                  class_names: list[str], *, grouped: bool, bootstrap: int, seed: int,
+                  batch_size: int) -> dict:
+    """Test metrics, EC57 statistics, bootstrap CIs and per-record counts of one evaluated part.
+
+    `grouped`: resample whole records in the bootstrap (beats of one record are not
+    independent); False where the split mixes records' beats (stratified)."""
+    pred, _, _ = predict(model, part, batch_size, model.rr_dim > 0)
+    out = classification_metrics(y, pred, class_names)
+    out["ec57"] = ec57_stats(y, pred, class_names, record=record)
+    if bootstrap:
+        out["ci"] = bootstrap_ci(y, pred, class_names, groups=record if grouped else None,
+                                 n_boot=bootstrap, seed=seed)
+    out["per_record"] = {str(r): {"beats": int((record == r).sum()),
+                                  "accuracy": float((pred[record == r] == y[record == r]).mean())}
+                         for r in np.unique(record)}
+    out["predictions_sha256"] = hashlib.sha256(pred.astype(np.int8).tobytes()).hexdigest()
+    out["n_beats"] = int(len(y))
+    return out

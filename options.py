@@ -1,0 +1,158 @@
+"""The command line of trainer.py and evaluate.py: flags, their checks, and what they mean.
+
+Defaults come from config.py (stated once there); a bad flag or value is one UsageError line.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import tempfile
+from pathlib import Path
+
+from beats import CLASS_NAMES
+from cli import CliParser, UsageError, resolve_device
+from config import DATA_DEFAULTS, TRAIN_DEFAULTS
+from dataset import SPLIT_MODES
+from engine import CLASS_WEIGHTINGS
+from models import MODEL_NAMES
+from utils import NORMALIZERS, PreprocConfig
+
+
+def build_parser(suppress: bool = False) -> argparse.ArgumentParser:
+    """The CLI. With suppress=True no defaults are set, which tells which flags were given."""
+    p = CliParser(description="Train / evaluate a lightweight ECG beat classifier on MIT-BIH.",
+                argument_default=argparse.SUPPRESS if suppress else None)
+    D, T = DATA_DEFAULTS, TRAIN_DEFAULTS
+
+    def add(*flags, default=None, **kw):  # into the current group `g`
+        if not suppress and default is not None:
+            kw["default"] = default
+        g.add_argument(*flags, **kw)
+
+    g = p.add_argument_group("model and training")
+    add("--model", default=T["model"], choices=MODEL_NAMES, help=f"architecture (default: {T['model']})")
+    add("--epochs", type=int, default=T["epochs"], help=f"maximum epochs (default: {T['epochs']})")
+    add("--batch-size", type=int, default=T["batch_size"], help=f"batch size (default: {T['batch_size']})")
+    add("--lr", type=float, default=T["lr"], help=f"peak learning rate of AdamW (default: {T['lr']})")
+    add("--weight-decay", type=float, default=T["weight_decay"], help=f"AdamW weight decay (default: {T['weight_decay']})")
+    add("--patience", type=int, default=T["patience"], help=f"early-stopping patience in epochs on val macro-F1 (default: {T['patience']})")
+    add("--focal", action="store_true", help="focal loss (gamma --focal-gamma) instead of cross-entropy (default: off)")
+    add("--focal-gamma", type=float, default=T["focal_gamma"], help=f"focal loss gamma (default: {T['focal_gamma']})")
+    add("--class-weights", nargs="?", const="inverse", choices=CLASS_WEIGHTINGS,
+        help="class weights in the loss: 'inverse' frequency (the bare flag) or its 'sqrt', gentler "
+             "when a class has only a few training beats (default: off)")
+    add("--augment", action="store_true", help="train-time R-peak jitter, amplitude scaling, baseline wander and noise (default: off)")
+    add("--rr", action="store_true", help="feed RR-interval context (pre/post RR and their ratios to the local mean) to the model (default: off)")
+    add("--seed", type=int, default=T["seed"], help=f"seed for splits, init and shuffling (default: {T['seed']})")
+    add("--device", default=T["device"], choices=("cuda", "cpu"), help=f"device; cuda falls back to cpu when unavailable (default: {T['device']})")
+    add("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    add("--num-workers", type=int, default=0, help="unused: batches are sliced from in-memory tensors, no loader workers are needed; accepted for compatibility (default: 0)")
+    g = p.add_argument_group("data")
+    add("--root", default=D["root"], help=f"folder with the MIT-BIH records; downloaded when missing (default: {D['root']})")
+    add("--no-download", action="store_true", help="never download missing records, fail instead (default: off)")
+    add("--cache", action="store_true", help="cache preprocessed beats as cache_<key>.npz in the data folder (default: off)")
+    add("--fs", type=int, default=D["fs"], help=f"sampling rate the records must have, Hz (default: {D['fs']})")
+    add("--segment-sec", type=float, default=D["segment_sec"], help=f"beat window length in seconds, centred on the R peak (default: {D['segment_sec']})")
+    add("--normalize", default=D["normalize"], choices=sorted(NORMALIZERS), help=f"per-window normalisation (default: {D['normalize']})")
+    add("--classes", default=D["classes"], choices=sorted(CLASS_NAMES), help=f"label scheme (default: {D['classes']})")
+    add("--split", default=T["split"], choices=SPLIT_MODES, help=f"split protocol (default: {T['split']})")
+    add("--no-stratified", action="store_true", help="same as --split random (record-wise) (default: off)")
+    add("--train-recs", nargs="+", help="explicit training records; with --val-recs and --test-recs overrides --split (default: none)")
+    add("--val-recs", nargs="+", help="explicit validation records (default: none)")
+    add("--test-recs", nargs="+", help="explicit test records (default: none)")
+    add("--class-limit", type=int, help="cap each class in the training part at N beats (default: no cap)")
+    g = p.add_argument_group("outputs and modes")
+    add("--out-dir", default=T["out_dir"], help=f"where checkpoints and reports go (default: {T['out_dir']})")
+    add("--resume", metavar="PATH", help="continue an interrupted run from its .last.pt file (default: none)")
+    add("--eval-only", metavar="PATH", help="evaluate a saved checkpoint on the test part, no training (default: none)")
+    add("--bootstrap", type=int, default=T["bootstrap"], help=f"bootstrap resamples for confidence intervals, 0 = off (default: {T['bootstrap']})")
+    add("--quiet", action="store_true", help="no progress bars (default: off)")
+    return p
+
+
+def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, set[str]]:
+    """Parsed args and the set of flags the user actually gave."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser().parse_args(argv)
+    given = set(vars(build_parser(suppress=True).parse_args(argv)))
+    return args, given
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """Reject impossible values with one clear line."""
+    for name in ("epochs", "batch_size", "patience"):
+        if getattr(args, name) < 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if not args.lr > 0 or not math.isfinite(args.lr):
+        raise UsageError(f"--lr must be a positive number, got {args.lr}")
+    if args.weight_decay < 0:
+        raise UsageError(f"--weight-decay must be >= 0, got {args.weight_decay}")
+    if args.segment_sec <= 0 or round(args.segment_sec * args.fs) < 8:
+        raise UsageError(f"--segment-sec {args.segment_sec} at --fs {args.fs} gives "
+                         f"{round(args.segment_sec * args.fs)} samples per beat; need at least 8")
+    if args.class_limit is not None and args.class_limit < 1:
+        raise UsageError(f"--class-limit must be >= 1, got {args.class_limit}")
+    if args.threads is not None and args.threads < 1:
+        raise UsageError(f"--threads must be >= 1, got {args.threads}")
+    if args.bootstrap < 0:
+        raise UsageError(f"--bootstrap must be >= 0, got {args.bootstrap}")
+    recs = [args.train_recs, args.val_recs, args.test_recs]
+    if any(recs) and not all(recs):
+        raise UsageError("--train-recs, --val-recs and --test-recs go together: give all three")
+    if args.resume and args.eval_only:
+        raise UsageError("--resume and --eval-only exclude each other")
+
+
+def preproc_from_args(args: argparse.Namespace) -> PreprocConfig:
+    return PreprocConfig(fs=args.fs, segment_sec=args.segment_sec, classes=args.classes,
+                         normalize=args.normalize)
+
+
+def explicit_records(args: argparse.Namespace) -> dict | None:
+    """--train-recs/--val-recs/--test-recs as a dict, or None."""
+    return ({"train": args.train_recs, "val": args.val_recs, "test": args.test_recs}
+            if args.train_recs else None)
+
+
+def data_kwargs(args: argparse.Namespace) -> dict:
+    """The keyword arguments of dataset.load_split that the data flags set."""
+    return dict(explicit=explicit_records(args), class_limit=args.class_limit, use_cache=args.cache,
+                download=not args.no_download)
+
+
+def prepare_run(args: argparse.Namespace, log) -> tuple:
+    """Check the arguments, set the CPU threads, pick the device and make --out-dir writable
+    -> (device, out_dir). The common start of a training and an evaluation run."""
+    import torch
+    check_args(args)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    return resolve_device(args.device, log), prepare_out_dir(args.out_dir)
+
+
+def prepare_out_dir(out_dir: str) -> Path:
+    p = Path(out_dir)
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=p, prefix=".write-test-"):
+            pass
+    except OSError as e:
+        raise UsageError(f"cannot write to --out-dir {p} ({e.strerror or e})") from None
+    return p
+
+
+def adopt_checkpoint_args(args, given: set[str], saved: dict, what: str) -> argparse.Namespace:
+    """Use a checkpoint's run arguments `saved`, refusing a --model/--classes that contradicts them."""
+    for flag in ("model", "classes"):
+        if flag in given and getattr(args, flag) != saved[flag]:
+            raise UsageError(f"{what} holds a {saved['model']}/{saved['classes']} checkpoint, but "
+                             f"--{flag} {getattr(args, flag)} was given")
+    # flags given now win; everything else (root, split, seed, ...) is what the run used
+    keep = given | {"resume", "eval_only"}
+    # (options newer than the checkpoint keep their defaults)
+    merged = {**vars(args), **{k: v for k, v in saved.items() if k in vars(args)},
+              **{k: getattr(args, k) for k in keep if hasattr(args, k)}}
+    if isinstance(merged.get("class_weights"), bool):  # checkpoints from before the modes: a flag
+        merged["class_weights"] = "inverse" if merged["class_weights"] else None
+    return argparse.Namespace(**merged)

@@ -1,0 +1,125 @@
+"""The evaluation report: its schema (documented in README.md), how it is built, checked, written.
+
+Every tool that writes a report (trainer.py, evaluate.py) builds it with `build_report` and
+writes it with `write_report`; every tool that reads reports (summarize.py, bench/) checks them
+with `validate_report`. Imports no torch (summarize.py needs none); `environment` asks torch
+lazily.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import subprocess
+from pathlib import Path
+
+import numpy as np
+
+from utils import atomic_write
+
+REPORT_SCHEMA = 1
+
+# The schema. Numbers may be int where a float is expected; nested dicts are checked recursively.
+_NUM = (int, float)
+REPORT_FIELDS: dict[str, object] = {
+    "schema_version": int, "model": str, "timestamp": str, "checkpoint": str, "args": dict,
+    "classes": list, "preprocessing": dict, "best_val": dict, "peak_rss_bytes": int,
+    "dataset": {"split": str, "records": dict, "class_counts": dict, "beats": dict, "dropped": int},
+    "test": {"accuracy": _NUM, "macro_f1": _NUM, "weighted_f1": _NUM, "per_class": dict,
+             "confusion_matrix": {"labels": list, "matrix": list}, "ec57": dict, "per_record": dict,
+             "predictions_sha256": str, "n_beats": int},
+    "model_metrics": {"params_total": int, "params_trainable": int, "state_dict_bytes": int, "macs": int,
+                      "flops": int, "latency_median_ms": _NUM, "latency_p90_ms": _NUM,
+                      "throughput_beats_per_s": _NUM, "peak_memory_bytes": int},
+    "history": list, "timing": {"total_seconds": _NUM},
+    "environment": {"python": str, "torch": str, "device": str, "threads": int, "seed": int},
+}
+HISTORY_FIELDS = {"epoch": int, "train_loss": _NUM, "train_f1": _NUM, "val_loss": _NUM, "val_f1": _NUM,
+                  "lr": _NUM, "seconds": _NUM}
+
+
+def validate_report(report: dict, fields: dict = REPORT_FIELDS, where: str = "report") -> None:
+    """Raise ValueError naming the first missing or mistyped field of a report."""
+    if not isinstance(report, dict):
+        raise ValueError(f"{where} is not an object")
+    for key, kind in fields.items():
+        if key not in report:
+            raise ValueError(f"{where}.{key} is missing")
+        if isinstance(kind, dict):
+            validate_report(report[key], kind, f"{where}.{key}")
+        elif not isinstance(report[key], kind) or isinstance(report[key], bool) and kind is not bool:
+            raise ValueError(f"{where}.{key} should be {getattr(kind, '__name__', kind)}")
+    if fields is REPORT_FIELDS:
+        for i, row in enumerate(report["history"]):
+            validate_report(row, HISTORY_FIELDS, f"{where}.history[{i}]")
+
+
+# ----------------------------------------------------------------------------------------------
+# Provenance
+# ----------------------------------------------------------------------------------------------
+
+def versions() -> dict:
+    """Versions of what produced a run (stored in checkpoints and reports)."""
+    import torch
+    import wfdb
+    return {"python": platform.python_version(), "torch": str(torch.__version__),
+            "numpy": np.__version__, "wfdb": wfdb.__version__}
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent,
+                             capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def cpu_name() -> str:
+    """The processor's model name (Linux /proc/cpuinfo), else what platform knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def environment(device, seed: int) -> dict:
+    import torch
+    return {**versions(), "device": str(device), "threads": torch.get_num_threads(), "seed": seed,
+            "git_commit": git_commit(), "platform": platform.platform(), "cpu": cpu_name()}
+
+
+# ----------------------------------------------------------------------------------------------
+# Building and writing
+# ----------------------------------------------------------------------------------------------
+
+def build_report(*, model_name: str, stamp: str, ckpt_path, args: dict, class_names: list[str],
+                 preprocessing: dict, dataset: dict, test: dict, best_val: dict, history: list[dict],
+                 model_metrics: dict, device, seed: int, t_total: float, interrupted: bool) -> dict:
+    """A report with the documented schema, from what a run measured."""
+    mean = lambda key: float(np.mean([h[key] for h in history])) if history else None  # noqa: E731
+    return {
+        "schema_version": REPORT_SCHEMA, "model": model_name, "timestamp": stamp,
+        "checkpoint": str(ckpt_path), "args": args, "classes": class_names,
+        "preprocessing": preprocessing, "dataset": dataset,
+        "test": test, "best_val": best_val, "model_metrics": model_metrics, "history": history,
+        "timing": {"total_seconds": t_total, "epoch_seconds_mean": mean("seconds"),
+                   "train_beats_per_s": mean("train_beats_per_s"), "interrupted": bool(interrupted)},
+        "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "environment": environment(device, seed),
+    }
+
+
+def write_json(obj: dict, path: str | os.PathLike) -> None:
+    """JSON, atomically (temp file + rename); NaN is refused (it is not JSON)."""
+    atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2, allow_nan=False).encode()))
+
+
+def write_report(report: dict, path: str | os.PathLike) -> None:
+    """Check the report against the schema, then write it atomically."""
+    validate_report(report)
+    write_json(report, path)
