@@ -50,14 +50,33 @@ KEY_CLASSES: dict[str, dict[str, str]] = {
 CLASS_SYMBOL: dict[str, str] = {"N": "N", "S": "A", "SVEB": "A", "V": "V", "VEB": "V",
                                 "F": "F", "Q": "Q", "Other": "Q"}
 
-# Per-beat RR features (utils.rr_features), in column order: name -> meaning. Width = len().
-RR_FEATURES: dict[str, str] = {
-    "pre_rr_s": "pre-RR (s)",
-    "post_rr_s": "post-RR (s)",
-    "pre_rr_local": "pre-RR / mean of the 10 RR intervals ending at this beat",
-    "post_rr_local": "post-RR / the same mean",
+# Per-beat feature sets (features.py computes them, utils.beat_inputs gives them to the models):
+# set name -> {column name: meaning}, in column order. A set's width is len() of its dict.
+RR_FEATURES: dict[str, dict[str, str]] = {
+    # the original --rr inputs: seconds and ratios to the local rhythm
+    "local": {
+        "pre_rr_s": "pre-RR (s)",
+        "post_rr_s": "post-RR (s)",
+        "pre_rr_local": "pre-RR / mean of the 10 RR intervals ending at this beat",
+        "post_rr_local": "post-RR / the same mean",
+    },
+    # patient-relative context (dimensionless; from the beat's past and its own post-RR)
+    "patient": {
+        "pre_long": "pre-RR / mean RR of the past 5 min (de Chazal's average RR)",
+        "post_long": "post-RR / the same long-term mean",
+        "pre_local": "pre-RR / mean of the last 10 RR intervals (this beat's pre-RR included)",
+        "post_local": "post-RR / the same local mean",
+        "post_pre": "post-RR / pre-RR (compensatory pause)",
+        "local_long": "local mean / long-term mean (rate change)",
+        "irr_cv": "std / mean of the last 32 RR intervals (irregularity: atrial fibrillation is high)",
+        "irr_mad": "median |dRR| / mean over the last 32 RR intervals (irregularity)",
+    },
 }
-RR_DIM = len(RR_FEATURES)
+
+
+def rr_dim(feature_set: str) -> int:
+    """Width of a per-beat feature set."""
+    return len(RR_FEATURES[feature_set])
 
 
 def scheme_of(class_names: Sequence[str]) -> str | None:

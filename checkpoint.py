@@ -44,9 +44,12 @@ class Checkpoint:
     args: dict = field(default_factory=dict)      # the run's command-line arguments
     versions: dict = field(default_factory=dict)  # python / torch / numpy / wfdb of the run
     stamp: str = ""                               # the run's timestamp (its file names)
+    in_channels: int = 1                          # models.ModelIO (absent before: 1)
+    rr_norm: bool = False                         # models.ModelIO (absent before: False)
     kind: str = FINAL
     state_dict: dict | None = None
     best_val: dict = field(default_factory=dict)
+    cv: dict | None = None      # --cv: the folds, the per-epoch pooled scores, the chosen epochs
     training: dict | None = None
 
     @property
@@ -105,7 +108,8 @@ class Checkpoint:
     def new_model(self) -> nn.Module:
         """A freshly initialised model of this checkpoint's architecture and inputs."""
         return create_model(self.model_name, num_classes=self.num_classes, rr_dim=self.rr_dim,
-                            fs=self.preproc.fs, **self.model_config)
+                            fs=self.preproc.fs, in_channels=self.in_channels, rr_norm=self.rr_norm,
+                            **self.model_config)
 
     def build_model(self, device: str | torch.device = "cpu", path: str | os.PathLike = "checkpoint") -> nn.Module:
         """The final checkpoint's model with its weights, in eval mode on `device`."""

@@ -21,6 +21,10 @@ DATA_DEFAULTS = {
     # Lead choice by name: MLII when present (it is the *second* signal of record 114); records
     # 102 and 104 have no MLII, then V5 (the first signal of both), then the others.
     "lead_policy": ("MLII", "V5", "V2", "V1", "V4"),
+    "rr_features": "local",  # per-beat feature set given with --rr (beats.RR_FEATURES): local | patient
+    "template": False,       # 2nd input channel: the record's running median beat (features.py)
+    "template_beats": 256,   # the template is the median of this many previous beats ...
+    "template_every": 64,    # ... recomputed every this many beats
 }
 # Samples per beat window at the defaults (720): what profiling and benchmarks measure at.
 DEFAULT_WINDOW = int(round(DATA_DEFAULTS["segment_sec"] * DATA_DEFAULTS["fs"]))
@@ -39,6 +43,15 @@ TRAIN_DEFAULTS = {
     "device": "cuda",
     "split": "stratified",
     "out_dir": "data/records",
+}
+
+# --- split presets: defaults that change with --split (flags given on the command line win) ----
+# Inter-patient: the inputs chosen by cross-validation inside DS1 (docs/RESULTS.md, ablation):
+# the running template channel, patient-relative RR standardised in the model, AAMI classes and
+# square-root class weights. `--no-template --rr-features local` gives the earlier inputs back.
+SPLIT_PRESETS = {
+    "interpatient": {"classes": "aami5", "class_weights": "sqrt", "rr": True, "rr_features": "patient",
+                     "template": True},
 }
 
 # --- model configurations (BEGIN MODEL CONFIGS; owned by models/) -----------------------------

@@ -11,6 +11,11 @@ Three protocols share the one pipeline of utils.load_beats and differ only in ho
                    paced records excluded; validation is a seeded subset of DS1 records.
 
 Explicit ``train/val/test`` record lists override the mode (``explicit_split``).
+
+Inter-patient with cross-validation (``--cv K``): ``interpatient_folds`` cuts DS1 into K
+patient-grouped folds with the S and V beats spread as evenly as the records allow; trainer.py
+chooses the number of epochs from the folds' held-out predictions, then trains on all of DS1
+(``interpatient_cv_split``: no validation part) and tests DS2 once. DS2 takes part in no choice.
 """
 from __future__ import annotations
 
@@ -21,7 +26,7 @@ import numpy as np
 import torch
 
 from stratified_dataset import LEAKAGE_WARNING, stratified_split
-from beats import RR_DIM
+from beats import key_class
 from cli import DataError
 from utils import MITDB_RECORDS, BeatData, PreprocConfig, load_beats
 
@@ -137,6 +142,46 @@ def interpatient_split(data: BeatData, seed: int) -> Splits:
         f"paced records {' '.join(PACED)} excluded"])
 
 
+def interpatient_cv_split(data: BeatData, seed: int) -> Splits:
+    """DS1 -> train (all 22 records), DS2 -> test, no validation part: the final fit of --cv,
+    whose number of epochs the DS1 folds chose."""
+    present = {str(r) for r in np.unique(data.record)}
+    lacking = [r for r in DS1 + DS2 if r not in present]
+    if lacking:
+        raise DataError(f"inter-patient split needs all DS1 and DS2 records; missing {lacking}")
+    parts = {"train": list(DS1), "val": [], "test": list(DS2)}
+    return _from_records(data, "interpatient", parts, notes=[
+        f"de Chazal 2004 DS1/DS2; trained on all of DS1 for the epochs chosen by cross-validation "
+        f"inside DS1; paced records {' '.join(PACED)} excluded"])
+
+
+def interpatient_folds(data: BeatData, k: int) -> list[list[str]]:
+    """DS1's records in `k` folds, patients never split, S and V beats spread evenly.
+
+    Deterministic (no seed): patients in order of their share of DS1's S plus V beats, each
+    into the fold with the smallest share so far (largest first, as in LPT scheduling), so the
+    S-rich records (209, 207, 220, 223, 201, ...) do not all sit in one fold, as far as the
+    records allow (209 alone holds 40 % of DS1's S beats)."""
+    if not 2 <= k <= len(DS1):
+        raise DataError(f"--cv must be between 2 and {len(DS1)} (DS1's records), got {k}")
+    keys = [key_class(data.class_names, c) for c in ("S", "V")]
+    cls = [data.class_names.index(n) for n in keys if n is not None]
+    groups = _patient_groups(list(DS1))
+    share = []
+    for g in groups:
+        in_g = np.isin(data.record, [int(r) for r in g])
+        frac = [(data.y[in_g] == c).sum() / max(1, (np.isin(data.record, [int(r) for r in DS1])
+                                                    & (data.y == c)).sum()) for c in cls]
+        share.append((sum(frac), in_g.sum()))
+    load = np.zeros((k, 2))
+    folds: list[list[str]] = [[] for _ in range(k)]
+    for i in sorted(range(len(groups)), key=lambda i: (-share[i][0], -share[i][1], groups[i])):
+        f = int(np.lexsort((load[:, 1], load[:, 0]))[0])  # least key-class share, then fewest beats
+        folds[f] += groups[i]
+        load[f] += share[i]
+    return [sorted(f, key=int) for f in folds]
+
+
 def stratified_beat_split(data: BeatData, seed: int) -> Splits:
     tr, va, te = stratified_split(data.y, seed)
     recs = sorted({str(r) for r in np.unique(data.record)}, key=int)
@@ -167,9 +212,15 @@ def explicit_split(data: BeatData, explicit: dict[str, Sequence[str]]) -> Splits
 
 def make_splits(data: BeatData, mode: str, seed: int,
                 explicit: dict[str, Sequence[str]] | None = None,
-                class_limit: int | None = None) -> Splits:
-    """Split `data` by `mode` (or by explicit record lists), cap training classes, validate."""
-    if explicit:
+                class_limit: int | None = None, cv: int | None = None) -> Splits:
+    """Split `data` by `mode` (or by explicit record lists), cap training classes, validate.
+    `cv` (inter-patient only): the final split of cross-validation, without a validation part."""
+    if cv:
+        if explicit or mode != "interpatient":
+            raise DataError("--cv runs inside DS1 of the inter-patient protocol: use it with --split "
+                            "interpatient and no explicit record lists")
+        splits = interpatient_cv_split(data, seed)
+    elif explicit:
         splits = explicit_split(data, explicit)
     elif mode in SPLITTERS:
         splits = SPLITTERS[mode](data, seed)
@@ -179,7 +230,7 @@ def make_splits(data: BeatData, mode: str, seed: int,
         splits.train = limit_per_class(data.y, splits.train, class_limit, seed)
         splits.notes.append(f"training part capped at {class_limit} beats per class (seeded)")
     for p in PARTS:
-        if len(splits.part(p)) == 0:
+        if len(splits.part(p)) == 0 and not (cv and p == "val"):
             raise DataError(f"the {p} part of the {splits.mode} split is empty "
                             f"(records: {' '.join(splits.records.get(p, [])) or 'none'})")
     return splits
@@ -187,12 +238,12 @@ def make_splits(data: BeatData, mode: str, seed: int,
 
 def load_split(root: str, cfg: PreprocConfig, mode: str, seed: int, *,
                explicit: dict[str, Sequence[str]] | None = None, class_limit: int | None = None,
-               use_cache: bool = True, download: bool = True, log: Callable[[str], None] = print
-               ) -> tuple[BeatData, Splits]:
+               cv: int | None = None, use_cache: bool = True, download: bool = True,
+               log: Callable[[str], None] = print) -> tuple[BeatData, Splits]:
     """Load the records `mode` (or the explicit lists) needs and split them; logs the split."""
     data = load_beats(root, cfg, records=records_for(mode, explicit), use_cache=use_cache,
                       download=download, log=log)
-    splits = make_splits(data, mode, seed, explicit=explicit, class_limit=class_limit)
+    splits = make_splits(data, mode, seed, explicit=explicit, class_limit=class_limit, cv=cv)
     if splits.warning:
         log(f"NOTE: {splits.warning}")
     for n in splits.notes:
@@ -215,28 +266,31 @@ class BeatTensors:
     ``__getitem__`` + collate (which costs more than a small model's forward pass on a CPU)."""
 
     def __init__(self, data: BeatData, idx: np.ndarray, device: str | torch.device = "cpu"):
-        self._set(data.x[idx], data.rr[idx], data.y[idx], device)
+        self._set(data.x[idx], None if data.tm is None else data.tm[idx], data.rr[idx], data.y[idx], device)
 
     @classmethod
-    def from_arrays(cls, x: np.ndarray, rr: np.ndarray | None, y: np.ndarray | None = None,
+    def from_arrays(cls, x: np.ndarray, tm: np.ndarray | None, rr: np.ndarray, y: np.ndarray | None = None,
                     device: str | torch.device = "cpu") -> "BeatTensors":
-        """Inputs that are not a BeatData part (predict.py): no labels -> y is all 0."""
+        """Inputs that are not a BeatData part (predict.py, utils.beat_inputs' output): no labels
+        -> y is all 0."""
         self = cls.__new__(cls)
-        n = len(x)
-        self._set(x, rr if rr is not None else np.zeros((n, RR_DIM), np.float32),
-                  y if y is not None else np.zeros(n, np.int64), device)
+        self._set(x, tm, rr, y if y is not None else np.zeros(len(x), np.int64), device)
         return self
 
-    def _set(self, x: np.ndarray, rr: np.ndarray, y: np.ndarray, device) -> None:
-        self.x = torch.from_numpy(np.ascontiguousarray(x)).unsqueeze(1).to(device)  # (N, 1, T)
-        self.rr = torch.from_numpy(np.ascontiguousarray(rr)).to(device)             # (N, RR_DIM)
-        self.y = torch.from_numpy(np.ascontiguousarray(y)).to(device)               # (N,)
+    def _set(self, x: np.ndarray, tm: np.ndarray | None, rr: np.ndarray, y: np.ndarray, device) -> None:
+        if tm is None:
+            xt = torch.from_numpy(np.ascontiguousarray(x)).unsqueeze(1)  # (N, 1, T)
+        else:
+            xt = torch.from_numpy(np.stack([x, tm], 1))                  # (N, 2, T): beat, template
+        self.x = xt.to(device)
+        self.rr = torch.from_numpy(np.ascontiguousarray(rr)).to(device)  # (N, F)
+        self.y = torch.from_numpy(np.ascontiguousarray(y)).to(device)    # (N,)
 
     def __len__(self) -> int:
         return len(self.y)
 
     def batches(self, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None):
-        """Yield (x (B,1,T), rr (B,RR_DIM), y (B,)) batches; a seeded generator makes shuffling repeatable."""
+        """Yield (x (B,C,T), rr (B,F), y (B,)) batches; a seeded generator makes shuffling repeatable."""
         n = len(self)
         order = torch.randperm(n, generator=generator).to(self.y.device) if shuffle else None
         for s in range(0, n, batch_size):

@@ -29,7 +29,7 @@ from report import build_report, write_report
 
 def test_and_report(model, data, splits, ckpt: Checkpoint, ckpt_path, report_path: Path,
                     args: argparse.Namespace, device, *, stamp: str, history: list[dict], t_start: float,
-                    interrupted: bool = False, log=log) -> dict:
+                    interrupted: bool = False, extra: dict | None = None, log=log) -> dict:
     """Evaluate `model` once on the split's test part, profile it, write the report -> test metrics."""
     te = BeatTensors(data, splits.test, device)
     test = evaluate_part(model, te, data.y[splits.test], data.record[splits.test], data.class_names,
@@ -42,7 +42,7 @@ def test_and_report(model, data, splits, ckpt: Checkpoint, ckpt_path, report_pat
         dataset={**splits.summary(data), "leads": data.leads}, test=test, best_val=ckpt.best_val,
         history=history, model_metrics=mm, device=device, seed=args.seed,
         t_total=time.perf_counter() - t_start, interrupted=interrupted)
-    write_report(report, report_path)
+    write_report({**report, **(extra or {})}, report_path)
     return test
 
 

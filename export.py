@@ -8,8 +8,8 @@ repository:
 
     meta = {"liteecg.json": ""}
     m = torch.jit.load("liteecgnet.ts", _extra_files=meta)   # meta now holds the JSON text
-    logits = m(x)          # x: (B, 1, T) float32 windows; m(x, rr) with (B, 4) RR features
-                           # if the model was trained with --rr
+    logits = m(x)          # x: (B, C, T) float32 windows (C = 2 with the template channel);
+                           # m(x, rr) with (B, F) per-beat features if trained with --rr
 
 `liteecg.json` says what the windows must be: sampling rate, window length T, band-pass,
 per-window normalisation, class names, RR feature layout. Only windows of exactly T samples are
@@ -53,12 +53,18 @@ def export_metadata(ckpt: Checkpoint, checkpoint: str) -> dict:
     return {
         "format": EXPORT_FORMAT, "version": EXPORT_VERSION, "model": ckpt.model_name,
         "checkpoint": Path(checkpoint).name, "class_names": list(ckpt.class_names),
-        "input": {"shape": [None, 1, cfg.window], "dtype": "float32", "fs": cfg.fs,
+        "input": {"shape": [None, cfg.channels, cfg.window], "dtype": "float32", "fs": cfg.fs,
                   "window_samples": cfg.window, "r_peak_at": cfg.window // 2,
                   "bandpass_hz": list(cfg.band), "bandpass": f"Butterworth order {cfg.filter_order}, "
                   "applied forwards and backwards (zero phase) to the whole record",
-                  "normalize": cfg.normalize + " per window"},
-        "rr": {"shape": [None, ckpt.rr_dim], "features": list(RR_FEATURES.values())} if ckpt.rr_dim else None,
+                  "normalize": ("channel 0 the beat, channel 1 the median of the record's previous "
+                                f"{cfg.template_beats} beat windows (recomputed every {cfg.template_every} "
+                                "beats), both minus the template's mean and divided by its std "
+                                "(features.running_template, features.relative_scale)")
+                  if cfg.template else cfg.normalize + " per window"},
+        "rr": {"shape": [None, ckpt.rr_dim], "set": cfg.rr_features,
+               "features": list(RR_FEATURES[cfg.rr_features].values()),
+               "standardised_inside_the_model": ckpt.rr_norm} if ckpt.rr_dim else None,
         "output": "logits (B, classes); argmax is the class, softmax its probability",
         "preprocessing": cfg.to_dict(), "torch": str(torch.__version__),
     }

@@ -46,7 +46,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from beats import AAMI5
+from beats import AAMI5, key_class
 # EC57: reference beats of these classes that the algorithm labels as the key class are
 # neither false positives nor true negatives for that class (see the module docstring).
 EC57_FP_EXCLUDED = {"V": ("F", "Q"), "S": ("F", "Q")}
@@ -301,3 +301,26 @@ def bootstrap_ci(y_true, y_pred, class_names: Sequence[str], groups=None, n_boot
     return {"method": method, "n_boot": int(n_boot), "alpha": float(alpha), "seed": int(seed),
             "n_units": n_units, "accuracy": interval(point["accuracy"], acc),
             "macro_f1": interval(point["macro_f1"], macro), "per_class_f1": per_class}
+
+
+# ------------------------------------------------------------------------------------------
+# The key classes the literature reports on
+# ------------------------------------------------------------------------------------------
+
+def key_class_stats(y_true, y_pred, class_names: Sequence[str]) -> dict[str, Any]:
+    """EC57 gross Se / +P (and their counts) next to F1 for the key classes S and V (under their
+    name in the scheme, beats.KEY_CLASSES): {"S": {class, n, TP, FN, FP, Se, +P, F1}, "V": ...}.
+    Se / +P are None when undefined (0/0), as in ec57_stats."""
+    yt, yp = _check_labels(y_true, y_pred, len(class_names))
+    gross = ec57_stats(yt, yp, class_names)["gross"]
+    f1 = _f1_from_cm(confusion_matrix(yt, yp, len(class_names)))
+    out = {}
+    for key in ("S", "V"):
+        name = key_class(class_names, key)
+        if name is None:
+            continue
+        k = list(class_names).index(name)
+        g = gross[name]
+        out[key] = {"class": name, "n": int((yt == k).sum()), "TP": g["TP"], "FN": g["FN"], "FP": g["FP"],
+                    "Se": g["Se"], "+P": g["+P"], "F1": float(f1[k])}
+    return out

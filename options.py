@@ -12,7 +12,8 @@ from pathlib import Path
 
 from beats import CLASS_NAMES
 from cli import CliParser, UsageError, resolve_device
-from config import DATA_DEFAULTS, TRAIN_DEFAULTS
+from beats import RR_FEATURES
+from config import DATA_DEFAULTS, SPLIT_PRESETS, TRAIN_DEFAULTS
 from dataset import SPLIT_MODES
 from engine import CLASS_WEIGHTINGS
 from models import MODEL_NAMES
@@ -39,11 +40,21 @@ def build_parser(suppress: bool = False) -> argparse.ArgumentParser:
     add("--patience", type=int, default=T["patience"], help=f"early-stopping patience in epochs on val macro-F1 (default: {T['patience']})")
     add("--focal", action="store_true", help="focal loss (gamma --focal-gamma) instead of cross-entropy (default: off)")
     add("--focal-gamma", type=float, default=T["focal_gamma"], help=f"focal loss gamma (default: {T['focal_gamma']})")
-    add("--class-weights", nargs="?", const="inverse", choices=CLASS_WEIGHTINGS,
+    add("--class-weights", nargs="?", const="inverse", choices=[*CLASS_WEIGHTINGS, "none"],
         help="class weights in the loss: 'inverse' frequency (the bare flag) or its 'sqrt', gentler "
-             "when a class has only a few training beats (default: off)")
+             "when a class has only a few training beats, or 'none' (default: off; interpatient: sqrt)")
     add("--augment", action="store_true", help="train-time R-peak jitter, amplitude scaling, baseline wander and noise (default: off)")
-    add("--rr", action="store_true", help="feed RR-interval context (pre/post RR and their ratios to the local mean) to the model (default: off)")
+    add("--rr", action=argparse.BooleanOptionalAction, help="feed the per-beat RR features (--rr-features) "
+        "to the model (default: off; interpatient: on)")
+    add("--rr-features", choices=sorted(RR_FEATURES), help=f"per-beat feature set: 'local' = pre/post RR in s and "
+        f"their ratios to the local mean; 'patient' = dimensionless, relative to the record's own rhythm "
+        f"over minutes, with RR irregularity, standardised inside the model (default: {D['rr_features']}; "
+        f"interpatient: patient)")
+    add("--template", action=argparse.BooleanOptionalAction, help="give the model a 2nd channel: the record's "
+        "running median beat (previous 256 beats, causal), beat and template on the template's scale "
+        "instead of --normalize (default: off; interpatient: on)")
+    add("--coord", action=argparse.BooleanOptionalAction, help="CoordConv time coordinates in the model's "
+        "stem (default: the model's config.py setting)")
     add("--seed", type=int, default=T["seed"], help=f"seed for splits, init and shuffling (default: {T['seed']})")
     add("--device", default=T["device"], choices=("cuda", "cpu"), help=f"device; cuda falls back to cpu when unavailable (default: {T['device']})")
     add("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
@@ -62,6 +73,12 @@ def build_parser(suppress: bool = False) -> argparse.ArgumentParser:
     add("--val-recs", nargs="+", help="explicit validation records (default: none)")
     add("--test-recs", nargs="+", help="explicit test records (default: none)")
     add("--class-limit", type=int, help="cap each class in the training part at N beats (default: no cap)")
+    add("--cv", type=int, metavar="K", help="with --split interpatient: choose the number of epochs by K-fold "
+        "cross-validation inside DS1 (patient-grouped folds), then train on all of DS1 and test DS2 once "
+        "(default: off: 4 DS1 records validate, early stopping)")
+    add("--cv-only", action="store_true", help="with --cv: stop after the cross-validation and write its "
+        "scores (cv_report_*.json); no final model, DS2 not evaluated: for choosing inputs and settings "
+        "(default: off)")
     g = p.add_argument_group("outputs and modes")
     add("--out-dir", default=T["out_dir"], help=f"where checkpoints and reports go (default: {T['out_dir']})")
     add("--resume", metavar="PATH", help="continue an interrupted run from its .last.pt file (default: none)")
@@ -72,10 +89,22 @@ def build_parser(suppress: bool = False) -> argparse.ArgumentParser:
 
 
 def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, set[str]]:
-    """Parsed args and the set of flags the user actually gave."""
+    """Parsed args (with config.SPLIT_PRESETS filling the flags not given) and the set of flags
+    the user actually gave."""
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     given = set(vars(build_parser(suppress=True).parse_args(argv)))
+    split = "random" if args.no_stratified else args.split
+    for k, v in SPLIT_PRESETS.get(split, {}).items():
+        if k not in given:
+            setattr(args, k, v)
+    if args.class_weights == "none":
+        args.class_weights = None
+    for k in ("rr", "template"):  # BooleanOptionalAction: absent is None
+        if getattr(args, k) is None:
+            setattr(args, k, DATA_DEFAULTS.get(k, False))
+    if args.rr_features is None:
+        args.rr_features = DATA_DEFAULTS["rr_features"]
     return args, given
 
 
@@ -100,13 +129,18 @@ def check_args(args: argparse.Namespace) -> None:
     recs = [args.train_recs, args.val_recs, args.test_recs]
     if any(recs) and not all(recs):
         raise UsageError("--train-recs, --val-recs and --test-recs go together: give all three")
+    if args.cv_only and not args.cv:
+        raise UsageError("--cv-only needs --cv K")
+    if args.cv is not None and (args.cv < 2 or args.split != "interpatient" or args.train_recs):
+        raise UsageError("--cv K needs K >= 2 and --split interpatient (it runs inside DS1), without "
+                         "explicit record lists")
     if args.resume and args.eval_only:
         raise UsageError("--resume and --eval-only exclude each other")
 
 
 def preproc_from_args(args: argparse.Namespace) -> PreprocConfig:
     return PreprocConfig(fs=args.fs, segment_sec=args.segment_sec, classes=args.classes,
-                         normalize=args.normalize)
+                         normalize=args.normalize, rr_features=args.rr_features, template=args.template)
 
 
 def explicit_records(args: argparse.Namespace) -> dict | None:
@@ -118,7 +152,7 @@ def explicit_records(args: argparse.Namespace) -> dict | None:
 def data_kwargs(args: argparse.Namespace) -> dict:
     """The keyword arguments of dataset.load_split that the data flags set."""
     return dict(explicit=explicit_records(args), class_limit=args.class_limit, use_cache=args.cache,
-                download=not args.no_download)
+                download=not args.no_download, cv=getattr(args, "cv", None))
 
 
 def prepare_run(args: argparse.Namespace, log) -> tuple:

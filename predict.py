@@ -90,10 +90,10 @@ def detect_beats(sig: np.ndarray, fs: int) -> np.ndarray:
 # Model input and inference
 # ----------------------------------------------------------------------------------------------
 
-def classify(model, x: np.ndarray, rr: np.ndarray | None, device, batch_size: int
+def classify(model, x: np.ndarray, tm: np.ndarray | None, rr: np.ndarray, device, batch_size: int
              ) -> tuple[np.ndarray, np.ndarray]:
     """Class index (N,) and probabilities (N, C) through engine.predict (the test code path)."""
-    pred, prob, _ = predict(model, BeatTensors.from_arrays(x, rr, device=device), batch_size, rr is not None)
+    pred, prob, _ = predict(model, BeatTensors.from_arrays(x, tm, rr, device=device), batch_size, model.rr_dim > 0)
     return pred, prob
 
 
@@ -251,11 +251,11 @@ def predict_record(ckpt_path: str | os.PathLike, record_path: str, out_dir: str 
         raise DataError(f"record {rec}: no beats {'annotated' if source == 'reference' else 'detected'}")
 
     filt = filtered_signal(sig, cfg)
-    x, rr, _ = beat_inputs(filt, samples, cfg, pad_edges=True)  # every beat gets a window
-    edge = ~windows_inside(samples, len(filt), cfg.window)      # the windows training would drop
+    x, tm, rr, _ = beat_inputs(filt, samples, cfg, pad_edges=True)  # every beat gets a window
+    edge = ~windows_inside(samples, len(filt), cfg.window)          # the windows training would drop
     if ckpt.rr_dim and rr.shape[1] != ckpt.rr_dim:
         raise UsageError(f"checkpoint expects {ckpt.rr_dim} RR features, the pipeline gives {rr.shape[1]}")
-    pred, prob = classify(model, x, rr if ckpt.rr_dim else None, dev, batch_size)
+    pred, prob = classify(model, x, tm, rr, dev, batch_size)
     labels = [names[k] for k in pred]
     symbols = [CLASS_SYMBOL.get(n, "Q") for n in labels]
     log(f"record {rec}: {len(samples)} beats ({source} positions), lead {lead}, {ckpt.model_name} "

@@ -1,6 +1,6 @@
 """Model cost metrics: parameters, size, MACs/FLOPs, latency, throughput, peak memory.
 
-Pure functions over an `nn.Module` that maps `(B, 1, T)` (+ optional `(B, rr_dim)` RR features)
+Pure functions over an `nn.Module` that maps `(B, C, T)` (+ optional `(B, rr_dim)` RR features)
 to logits; used by trainer.py (the report's "model_metrics") and by bench/.
 
 Definitions
@@ -180,7 +180,7 @@ _FREE = (nn.ReLU, nn.GELU, nn.SiLU, nn.Sigmoid, nn.Tanh, nn.Dropout, nn.Identity
 def _example(model: nn.Module, seq_len: int, batch: int, rr_dim: int, device, seed: int = 0) -> tuple:
     rr_dim = rr_dim or getattr(model, "rr_dim", 0)
     g = torch.Generator().manual_seed(seed)
-    x = torch.randn(batch, 1, seq_len, generator=g).to(device)
+    x = torch.randn(batch, getattr(model, "in_channels", 1), seq_len, generator=g).to(device)  # (B, C, T)
     return (x, torch.rand(batch, rr_dim, generator=g).to(device)) if rr_dim else (x,)
 
 

@@ -35,8 +35,9 @@ REPORT_FIELDS: dict[str, object] = {
     "history": list, "timing": {"total_seconds": _NUM},
     "environment": {"python": str, "torch": str, "device": str, "threads": int, "seed": int},
 }
-HISTORY_FIELDS = {"epoch": int, "train_loss": _NUM, "train_f1": _NUM, "val_loss": _NUM, "val_f1": _NUM,
-                  "lr": _NUM, "seconds": _NUM}
+_NUM_OR_NONE = (int, float, type(None))  # None: the run had no validation part (--cv's final fit)
+HISTORY_FIELDS = {"epoch": int, "train_loss": _NUM, "train_f1": _NUM, "val_loss": _NUM_OR_NONE,
+                  "val_f1": _NUM_OR_NONE, "lr": _NUM, "seconds": _NUM}
 
 
 def validate_report(report: dict, fields: dict = REPORT_FIELDS, where: str = "report") -> None:

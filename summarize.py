@@ -122,6 +122,8 @@ COLUMNS: list[Column] = [
     Column("S_+P", lambda rep: _key_stat(rep, "S", "+P"), "S +P", _fmt("S_+P", 3)),
     Column("V_Se", lambda rep: _key_stat(rep, "V", "Se"), "V Se", _fmt("V_Se", 3)),
     Column("V_+P", lambda rep: _key_stat(rep, "V", "+P"), "V +P", _fmt("V_+P", 3)),
+    Column("S_F1", lambda rep: _num(_get(rep, "test", "key_classes", "S", "F1")), "S F1", _fmt("S_F1", 3)),
+    Column("V_F1", lambda rep: _num(_get(rep, "test", "key_classes", "V", "F1")), "V F1", _fmt("V_F1", 3)),
     Column("params", _mm("params_total"), "params", lambda r: _si(r["params"])),
     Column("macs", _mm("macs"), "MACs", lambda r: _si(r["macs"])),
     Column("latency_ms", _mm("latency_median_ms"), "latency ms (b=1)", _fmt("latency_ms", 3)),
@@ -344,13 +346,72 @@ def _run_name(path: Path) -> str:
     return stem[len("eval_report_"):] if stem.startswith("eval_report_") else stem
 
 
+# What makes two runs repeats of one experiment: everything but the seed and where/how it ran.
+RUN_ONLY_ARGS = {"seed", "out_dir", "root", "quiet", "threads", "device", "cache", "no_download",
+                 "num_workers", "resume", "eval_only", "bootstrap"}
+SEED_STATS = [c for c in COLUMNS if c.key in ("macro_f1", "accuracy", "S_Se", "S_+P", "S_F1", "V_Se", "V_+P", "V_F1")]
+
+
+def _experiment(report: dict) -> str:
+    """A key shared by the runs that differ only in their seed."""
+    args = report.get("args") if isinstance(report.get("args"), dict) else {}
+    return json.dumps({k: v for k, v in sorted(args.items()) if k not in RUN_ONLY_ARGS}, sort_keys=True,
+                      default=str)
+
+
+def seed_groups(loaded: list[tuple[Path, dict, dict]]) -> list[dict]:
+    """One row per experiment (same model, split, classes and options; any seeds): n, the seeds,
+    and mean / std (sample, ddof 1; 0 for one run) of the SEED_STATS columns."""
+    groups: dict[tuple, list] = {}
+    for _, rep, row in loaded:
+        groups.setdefault((row["split"], row["model"], row["classes"], _experiment(rep)), []).append((rep, row))
+    out = []
+    for (split, model, classes, _), runs in sorted(groups.items()):
+        g = {"model": model, "split": split, "classes": classes, "n": len(runs),
+             "seeds": " ".join(str(_get(rep, "args", "seed", default="-")) for rep, _ in runs)}
+        for c in SEED_STATS:
+            vals = [r[c.key] for _, r in runs if r[c.key] is not None]
+            g[f"{c.key}_mean"] = sum(vals) / len(vals) if vals else None
+            g[f"{c.key}_std"] = (math.sqrt(sum((v - g[f"{c.key}_mean"]) ** 2 for v in vals) / (len(vals) - 1))
+                                 if len(vals) > 1 else (0.0 if vals else None))
+        out.append(g)
+    return out
+
+
+def seed_table(groups: list[dict]) -> str:
+    """Markdown: mean ± std over seeds (n runs) of each experiment."""
+    head = ["model", "split", "classes", "n", "seeds"] + [c.header or c.key for c in SEED_STATS]
+    head[5] = "macro-F1"
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    for g in groups:
+        cells = [g["model"], g["split"], g["classes"], str(g["n"]), g["seeds"]]
+        cells += [("-" if g[f"{c.key}_mean"] is None else f"{g[f'{c.key}_mean']:.3f} ± {g[f'{c.key}_std']:.3f}")
+                  for c in SEED_STATS]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def seed_csv(groups: list[dict]) -> str:
+    buf = io.StringIO()
+    keys = ["model", "split", "classes", "n", "seeds"] + [f"{c.key}_{s}" for c in SEED_STATS for s in ("mean", "std")]
+    w = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n")
+    w.writeheader()
+    for g in groups:
+        w.writerow({k: ("" if g[k] is None else repr(g[k]) if isinstance(g[k], float) else g[k]) for k in keys})
+    return buf.getvalue()
+
+
 def write_outputs(out: Path, rows: list[dict], md: str, loaded: list, warn, plots: bool = True) -> list[Path]:
-    """leaderboard.md/.csv, leaderboard_classes.md and (plots=True) the PNGs of `loaded`
-    (path, report, row) -> files written."""
-    files = [out / "leaderboard.md", out / "leaderboard.csv", out / "leaderboard_classes.md"]
+    """leaderboard.md/.csv, leaderboard_classes.md, leaderboard_seeds.md/.csv (mean ± std over
+    seeds) and (plots=True) the PNGs of `loaded` (path, report, row) -> files written."""
+    files = [out / "leaderboard.md", out / "leaderboard.csv", out / "leaderboard_classes.md",
+             out / "leaderboard_seeds.md", out / "leaderboard_seeds.csv"]
+    groups = seed_groups(loaded)
     write_bytes(files[0], md.encode())
     write_bytes(files[1], csv_text(rows).encode())
     write_bytes(files[2], class_tables(loaded).encode())
+    write_bytes(files[3], seed_table(groups).encode())
+    write_bytes(files[4], seed_csv(groups).encode())
     if not plots:
         return files
     png = plot_frontier(rows)
@@ -394,7 +455,7 @@ def summarize(folder: str | os.PathLike, out: str | os.PathLike | None = None, p
     except OSError as e:  # read-only folder, disk full...
         raise SummaryError(f"cannot write into {out} ({e.strerror or e})") from None
     log(md.rstrip("\n"))
-    log(f"\n{len(rows)} run(s); wrote {files[0]}, {files[1]}, {files[2]} and {len(files) - 3} plot(s)"
+    log(f"\n{len(rows)} run(s); wrote {', '.join(str(f) for f in files[:5])} and {len(files) - 5} plot(s)"
         + (f" in {out / 'plots'}" if plots else ""))
     return {"rows": rows, "markdown": md, "files": files}
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -26,16 +26,15 @@ import numpy as np
 import torch
 
 import evaluate
-from beats import RR_DIM
 from checkpoint import FINAL, TRAINING_STATE, Checkpoint
 from cli import UsageError, log, run_cli
 from config import MODEL_CONFIGS
-from dataset import BeatTensors, load_split
+from dataset import DS1, BeatTensors, interpatient_folds, limit_per_class, load_split
 from engine import class_weights, lr_lambda, make_loss, predict, train_one_epoch
-from metrics import classification_metrics
+from metrics import classification_metrics, key_class_stats
 from models import create_model
 from options import adopt_checkpoint_args, data_kwargs, parse_args, prepare_run, preproc_from_args
-from report import versions
+from report import environment, versions, write_json
 
 
 @dataclass
@@ -52,6 +51,7 @@ class FitOptions:
     class_weights: str | None   # None | "inverse" | "sqrt"
     augment_fs: int | None      # sampling rate when augmenting, else None
     quiet: bool
+    stop_epoch: int | None = None  # stop after this epoch of the `epochs`-long schedule (--cv's final fit)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> "FitOptions":
@@ -61,13 +61,18 @@ class FitOptions:
                    augment_fs=args.fs if args.augment else None, quiet=args.quiet)
 
 
-def fit(model, tr: BeatTensors, va: BeatTensors, class_names: list[str], opts: FitOptions, state: dict,
-        save_state: Callable[[dict], None], device, log=log) -> dict:
+def fit(model, tr: BeatTensors, va: BeatTensors | None, class_names: list[str], opts: FitOptions,
+        state: dict, save_state: Callable[[dict], None], device, log=log,
+        on_epoch: Callable[[int, np.ndarray, float], None] | None = None) -> dict:
     """Train with early stopping on validation macro-F1; returns the state (best weights,
     history, ...). After every epoch `save_state(state)` persists it for --resume (before the
-    epoch's line is printed). Ctrl-C stops cleanly after marking the state interrupted; the
-    caller evaluates the best weights."""
+    epoch's line is printed), and `on_epoch(epoch, val predictions, val loss)` sees the epoch's
+    validation (cross-validation collects held-out predictions so). Without a validation part
+    (`va` None) the last epoch is the best. Ctrl-C stops cleanly after marking the state
+    interrupted; the caller evaluates the best weights."""
     use_rr = model.rr_dim > 0
+    if model.rr_norm and state["epoch"] == 0:  # standardisation from the training part (resumed: in the weights)
+        model.set_rr_stats(tr.rr)
     weight = (class_weights(tr.y.cpu().numpy(), len(class_names), opts.class_weights).to(device)
               if opts.class_weights else None)
     loss_fn = make_loss(opts.focal, opts.focal_gamma, weight)
@@ -79,15 +84,19 @@ def fit(model, tr: BeatTensors, va: BeatTensors, class_names: list[str], opts: F
         sched.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["torch_rng"])
     try:
-        for epoch in range(state["epoch"] + 1, opts.epochs + 1):
+        for epoch in range(state["epoch"] + 1, (opts.stop_epoch or opts.epochs) + 1):
             t0 = time.perf_counter()
             gen = torch.Generator().manual_seed(opts.seed * 1000 + epoch)  # per-epoch order: resumable
             tr_loss, (tp, ty) = train_one_epoch(model, tr, opt, sched, loss_fn, opts.batch_size, use_rr,
                                                 gen, f"epoch {epoch}/{opts.epochs}", opts.quiet,
                                                 augment_fs=opts.augment_fs)
             t_train = time.perf_counter() - t0
-            vp, _, va_loss = predict(model, va, opts.batch_size, use_rr, loss_fn)
-            va_m = classification_metrics(va.y.cpu().numpy(), vp, class_names)
+            va_m, va_loss = {"macro_f1": None, "accuracy": None}, None
+            if va is not None:
+                vp, _, va_loss = predict(model, va, opts.batch_size, use_rr, loss_fn)
+                va_m = classification_metrics(va.y.cpu().numpy(), vp, class_names)
+                if on_epoch:
+                    on_epoch(epoch, vp, va_loss)
             tr_f1 = classification_metrics(ty, tp, class_names)["macro_f1"]
             sec = time.perf_counter() - t0
             row = dict(epoch=epoch, train_loss=tr_loss, train_f1=tr_f1, val_loss=va_loss,
@@ -95,7 +104,7 @@ def fit(model, tr: BeatTensors, va: BeatTensors, class_names: list[str], opts: F
                        lr=opt.param_groups[0]["lr"], seconds=sec, train_seconds=t_train,
                        train_beats_per_s=len(tr) / t_train)
             state["history"].append(row)
-            better = va_m["macro_f1"] > state["best_val"].get("macro_f1", -1.0)
+            better = va is None or va_m["macro_f1"] > state["best_val"].get("macro_f1", -1.0)
             if better:
                 state["best_val"] = dict(epoch=epoch, macro_f1=va_m["macro_f1"],
                                          accuracy=va_m["accuracy"], loss=va_loss)
@@ -107,9 +116,10 @@ def fit(model, tr: BeatTensors, va: BeatTensors, class_names: list[str], opts: F
                          scheduler=sched.state_dict(), torch_rng=torch.get_rng_state())
             # state first, then the line: whoever acts on the line finds the state on disk
             save_state(state)
-            log(f"epoch {epoch:3d}/{opts.epochs}  train loss {tr_loss:.4f} F1 {tr_f1:.4f} | val loss "
-                f"{va_loss:.4f} F1 {va_m['macro_f1']:.4f} | lr {row['lr']:.2e} | {sec:5.1f} s "
-                f"({row['train_beats_per_s']:.0f} beats/s){'  *best' if better else ''}")
+            val = (f" | val loss {va_loss:.4f} F1 {va_m['macro_f1']:.4f}" if va is not None else "")
+            log(f"epoch {epoch:3d}/{opts.epochs}  train loss {tr_loss:.4f} F1 {tr_f1:.4f}{val} | "
+                f"lr {row['lr']:.2e} | {sec:5.1f} s ({row['train_beats_per_s']:.0f} beats/s)"
+                f"{'  *best' if better and va is not None else ''}")
             if state["bad_epochs"] >= opts.patience:
                 log(f"early stopping: no val macro-F1 gain for {opts.patience} epochs")
                 break
@@ -117,6 +127,74 @@ def fit(model, tr: BeatTensors, va: BeatTensors, class_names: list[str], opts: F
         state["interrupted"] = True
         log("\ninterrupted: evaluating the best model so far")
     return state
+
+
+def model_spec(args: argparse.Namespace, cfg, num_classes: int) -> dict:
+    """create_model's arguments for this run: the data's inputs and the --coord override.
+    The 'patient' feature set is standardised inside the model and never dropped out (rr_norm);
+    the original 'local' set keeps its original treatment, so earlier results reproduce."""
+    overrides = {} if args.coord is None else {"coord": args.coord}
+    return dict(num_classes=num_classes, rr_dim=cfg.rr_dim if args.rr else 0, fs=cfg.fs,
+                in_channels=cfg.channels, rr_norm=bool(args.rr) and cfg.rr_features != "local",
+                model_config={**MODEL_CONFIGS[args.model], **overrides})
+
+
+def build(args: argparse.Namespace, spec: dict, device) -> torch.nn.Module:
+    io = {k: v for k, v in spec.items() if k != "model_config"}
+    return create_model(args.model, **io, **spec["model_config"]).to(device)
+
+
+def cross_validate(args: argparse.Namespace, data, device, log=log) -> dict:
+    """--cv K: choose the number of epochs inside DS1, never looking at DS2.
+
+    DS1 is cut into K patient-grouped folds (dataset.interpatient_folds). For each fold a model
+    is trained on the other folds for the full --epochs schedule (no early stopping) and
+    predicts the held-out fold after every epoch; the held-out predictions of all folds are
+    pooled (every DS1 beat predicted once, by a model that never saw its patient) and the epoch
+    with the best pooled macro-F1 is chosen. -> the "cv" section of the report."""
+    t0 = time.perf_counter()
+    folds = interpatient_folds(data, args.cv)
+    if any(r not in DS1 for f in folds for r in f):  # the protocol's promise, checked where it is kept
+        raise AssertionError("a cross-validation fold holds a record outside DS1")
+    names = data.class_names
+    preds = np.full((args.epochs, len(data)), -1, np.int8)  # (epochs, N) held-out class per DS1 beat
+    losses = np.zeros(args.epochs)
+    ds1 = np.flatnonzero(np.isin(data.record, [int(r) for r in DS1]))
+    spec = model_spec(args, data.config, len(names))
+    opts = replace(FitOptions.from_args(args), patience=args.epochs + 1)  # every epoch, no early stop
+    for k, held in enumerate(folds):
+        va_idx = np.flatnonzero(np.isin(data.record, [int(r) for r in held]))
+        tr_idx = np.setdiff1d(ds1, va_idx)
+        if args.class_limit is not None:
+            tr_idx = limit_per_class(data.y, tr_idx, args.class_limit, args.seed)
+        log(f"cv fold {k + 1}/{len(folds)}: held out {' '.join(held)} ({len(va_idx)} beats "
+            f"{data.class_counts(va_idx)}), training on {len(tr_idx)} beats of the other DS1 records")
+        torch.manual_seed(args.seed + 1000 * (k + 1))
+        model = build(args, spec, device)
+
+        def keep(epoch: int, vp: np.ndarray, loss: float, va_idx=va_idx) -> None:
+            preds[epoch - 1, va_idx] = vp
+            losses[epoch - 1] += loss * len(va_idx) / len(ds1)
+        state = {"epoch": 0, "history": [], "best_val": {}, "best_state": None, "bad_epochs": 0}
+        state = fit(model, BeatTensors(data, tr_idx, device), BeatTensors(data, va_idx, device), names, opts,
+                    state, lambda s: None, device, log, on_epoch=keep)
+        if state.get("interrupted"):
+            raise KeyboardInterrupt
+    per_epoch = []
+    for e in range(args.epochs):
+        yp = preds[e, ds1].astype(np.int64)
+        m = classification_metrics(data.y[ds1], yp, names)
+        per_epoch.append({"epoch": e + 1, "macro_f1": m["macro_f1"], "loss": float(losses[e]),
+                          "N_recall": m["per_class"][names[0]]["recall"],
+                          "key_classes": key_class_stats(data.y[ds1], yp, names)})
+    best = max(per_epoch, key=lambda r: r["macro_f1"])  # the first of equals: fewer epochs
+    log("cv: pooled held-out macro-F1 by epoch " + " ".join(f"{r['macro_f1']:.3f}" for r in per_epoch))
+    k = best["key_classes"]
+    log(f"cv: {best['epoch']} epochs chosen (pooled held-out macro-F1 {best['macro_f1']:.4f}"
+        + "".join(f", {c} F1 {k[c]['F1']:.3f}" for c in k) + ")")
+    return {"k": len(folds), "folds": folds, "selection": "epoch of the best pooled held-out macro-F1 over "
+            "DS1 (K patient-grouped folds, full schedule, no early stopping)", "chosen_epochs": best["epoch"],
+            "best": best, "per_epoch": per_epoch, "seconds": time.perf_counter() - t0}
 
 
 def train(args: argparse.Namespace, given: set[str], log=log) -> int:
@@ -132,25 +210,33 @@ def train(args: argparse.Namespace, given: set[str], log=log) -> int:
 
     # data
     data, splits = load_split(args.root, cfg, args.split, args.seed, log=log, **data_kwargs(args))
+    cv = resumed.cv if resumed else (cross_validate(args, data, device, log) if args.cv else None)
+    if args.cv_only:  # exploring: the folds' scores, no final model, DS2 untouched
+        path = out_dir / f"cv_report_{args.model}_{time.strftime('%Y%m%d_%H%M%S')}.json"
+        write_json({"model": args.model, "args": vars(args), "preprocessing": cfg.to_dict(),
+                    "classes": data.class_names, "cv": cv, "environment": environment(device, args.seed)}, path)
+        log(f"wrote {path} (cross-validation inside DS1 only; DS2 was not evaluated)")
+        return 0
 
     # model
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)
-    rr_dim = RR_DIM if args.rr else 0
-    model = create_model(args.model, num_classes=len(data.class_names), rr_dim=rr_dim, fs=cfg.fs).to(device)
+    spec = model_spec(args, cfg, len(data.class_names))
+    model = build(args, spec, device)
     stamp = resumed.stamp if resumed else time.strftime("%Y%m%d_%H%M%S")
     ckpt_path = out_dir / f"ecg_lightweight_{args.model}_{stamp}.pt"
     report_path = out_dir / f"eval_report_{args.model}_{stamp}.json"
     last_path = out_dir / f"ecg_lightweight_{args.model}_{stamp}.last.pt"
-    ckpt = Checkpoint(model_name=args.model, model_config=dict(MODEL_CONFIGS[args.model]),
-                      num_classes=len(data.class_names), rr_dim=rr_dim, class_names=data.class_names,
-                      preprocessing=cfg.to_dict(), args=vars(args), versions=versions(), stamp=stamp)
+    ckpt = Checkpoint(model_name=args.model, **{k: v for k, v in spec.items() if k != "fs"},  # fs: preprocessing
+                      class_names=data.class_names,
+                      preprocessing=cfg.to_dict(), args=vars(args), versions=versions(), stamp=stamp, cv=cv)
     state = {"epoch": 0, "history": [], "best_val": {}, "best_state": None, "bad_epochs": 0}
     if resumed:  # model, optimizer, scheduler, RNG and early-stopping state
         model.load_state_dict(resumed.training["model_state"])
         state.update(resumed.training, best_val=resumed.best_val)
-        log(f"resuming {args.model} after epoch {state['epoch']} (best val F1 "
-            f"{state['best_val'].get('macro_f1', float('nan')):.4f})")
+        best = state["best_val"].get("macro_f1")
+        log(f"resuming {args.model} after epoch {state['epoch']}"
+            + (f" (best val F1 {best:.4f})" if best is not None else ""))
 
     def save_state(s: dict) -> None:
         Checkpoint(**{**vars(ckpt), "kind": TRAINING_STATE, "best_val": s["best_val"],
@@ -159,11 +245,16 @@ def train(args: argparse.Namespace, given: set[str], log=log) -> int:
                       }).save(last_path)
 
     # fit
-    tr, va = BeatTensors(data, splits.train, device), BeatTensors(data, splits.val, device)
+    tr = BeatTensors(data, splits.train, device)
+    va = BeatTensors(data, splits.val, device) if len(splits.val) else None  # none: --cv's final fit
+    opts = FitOptions.from_args(args)
+    if cv:
+        opts.stop_epoch = cv["chosen_epochs"]  # the folds' schedule, stopped where the folds peaked
     n_params = sum(p.numel() for p in model.parameters())
-    log(f"training {args.model} ({n_params:,} parameters) on {device}, {len(tr)} beats/epoch")
+    log(f"training {args.model} ({n_params:,} parameters) on {device}, {len(tr)} beats/epoch"
+        + (f", {opts.stop_epoch} epochs (chosen by cross-validation)" if cv else ""))
     try:
-        state = fit(model, tr, va, data.class_names, FitOptions.from_args(args), state, save_state, device, log)
+        state = fit(model, tr, va, data.class_names, opts, state, save_state, device, log)
     except Exception:
         if last_path.exists():
             log(f"the last complete epoch's training state is kept: continue with --resume {last_path}")
@@ -174,6 +265,9 @@ def train(args: argparse.Namespace, given: set[str], log=log) -> int:
         log("stopped before the first epoch finished: nothing to evaluate, nothing written")
         return 130
     model.load_state_dict(state["best_state"])  # the test part sees the best weights only
+    if cv:  # no validation part: what the folds measured at the chosen epoch stands in
+        state["best_val"] = {"epoch": cv["chosen_epochs"], "macro_f1": cv["best"]["macro_f1"],
+                             "source": f"{cv['k']}-fold cross-validation inside DS1"}
     ckpt.state_dict, ckpt.best_val = state["best_state"], state["best_val"]
     ckpt.kind = FINAL
     ckpt.save(ckpt_path)
@@ -181,7 +275,8 @@ def train(args: argparse.Namespace, given: set[str], log=log) -> int:
     # test, write
     test = evaluate.test_and_report(model, data, splits, ckpt, ckpt_path, report_path, args, device,
                                     stamp=stamp, history=state["history"], t_start=t_start,
-                                    interrupted=bool(state.get("interrupted")), log=log)
+                                    interrupted=bool(state.get("interrupted")), extra={"cv": cv} if cv else None,
+                                    log=log)
     if not state.get("interrupted"):
         last_path.unlink(missing_ok=True)  # finished: the training state is no longer needed
     evaluate.log_result(test, log)

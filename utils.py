@@ -32,11 +32,12 @@ from typing import Callable, Sequence
 import numpy as np
 from scipy import signal as sps
 
-from beats import BEAT_SYMBOLS, CLASS_NAMES, LABEL_SCHEMES, RR_DIM
+import features
+from beats import BEAT_SYMBOLS, CLASS_NAMES, LABEL_SCHEMES, RR_FEATURES, rr_dim
 from cli import DataError, OutputError
 from config import DATA_DEFAULTS
 
-PIPELINE_VERSION = 1  # bump whenever the arrays this module produces would change
+PIPELINE_VERSION = 2  # bump whenever the arrays this module produces would change (2: template, RR sets)
 
 # The 48 records of the MIT-BIH Arrhythmia Database (the numbering has gaps).
 MITDB_RECORDS: tuple[str, ...] = tuple(str(r) for r in (
@@ -59,11 +60,25 @@ class PreprocConfig:
     band: tuple[float, float] = DATA_DEFAULTS["band"]     # Hz, zero-phase Butterworth band-pass
     filter_order: int = DATA_DEFAULTS["filter_order"]
     lead_policy: tuple[str, ...] = DATA_DEFAULTS["lead_policy"]
+    rr_features: str = DATA_DEFAULTS["rr_features"]       # per-beat feature set (beats.RR_FEATURES)
+    template: bool = DATA_DEFAULTS["template"]            # + running-median template channel
+    template_beats: int = DATA_DEFAULTS["template_beats"]
+    template_every: int = DATA_DEFAULTS["template_every"]
 
     @property
     def window(self) -> int:
         """Samples per beat window."""
         return int(round(self.segment_sec * self.fs))
+
+    @property
+    def channels(self) -> int:
+        """Input channels per beat: the window, and its template when `template`."""
+        return 2 if self.template else 1
+
+    @property
+    def rr_dim(self) -> int:
+        """Width of the per-beat feature set."""
+        return rr_dim(self.rr_features)
 
     def validate(self) -> None:
         if self.classes not in CLASS_NAMES:
@@ -75,6 +90,10 @@ class PreprocConfig:
         if self.window < 8:
             raise DataError(f"--segment-sec {self.segment_sec} x --fs {self.fs} gives {self.window} "
                             "samples per beat; need at least 8")
+        if self.rr_features not in RR_FEATURES:
+            raise DataError(f"unknown --rr-features {self.rr_features!r}; choose one of {sorted(RR_FEATURES)}")
+        if self.template_beats < 1 or self.template_every < 1:
+            raise DataError("template_beats and template_every must be >= 1")
         lo, hi = self.band
         if not 0 < lo < hi < self.fs / 2:
             raise DataError(f"band-pass {self.band} Hz must satisfy 0 < low < high < fs/2 = {self.fs / 2}")
@@ -101,12 +120,13 @@ class BeatData:
     y: np.ndarray            # (N,) int64 class index
     record: np.ndarray       # (N,) int32 record number, e.g. 100
     rpeak: np.ndarray        # (N,) int64 R-peak sample in the record
-    rr: np.ndarray           # (N, RR_DIM) float32: beats.RR_FEATURES
+    rr: np.ndarray           # (N, F) float32: the config's feature set, beats.RR_FEATURES[cfg.rr_features]
     symbol: np.ndarray       # (N,) <U1 original annotation symbol
     class_names: list[str]
     config: PreprocConfig
     leads: dict[str, str] = field(default_factory=dict)     # record -> lead used
     dropped: dict[str, int] = field(default_factory=dict)   # record -> beats dropped at the edges
+    tm: np.ndarray | None = None  # (N, T) float32 running template on the beat's scale (cfg.template)
 
     def __len__(self) -> int:
         return len(self.y)
@@ -385,26 +405,6 @@ def fill_windows(out: np.ndarray, sig: np.ndarray, rpeaks: np.ndarray, normalize
         NORMALIZERS[normalize](part)
 
 
-def rr_features(rpeaks: np.ndarray, fs: int, local: int = 10) -> np.ndarray:
-    """Per-beat RR context from the beat positions: (n, RR_DIM) float32, the columns of
-    beats.RR_FEATURES = [pre-RR s, post-RR s, pre-RR / local mean, post-RR / local mean].
-
-    The local mean is over the previous `local` RR intervals only (causal), so a beat's
-    features never use the record's future. Edge beats reuse their one neighbour interval.
-    """
-    n = len(rpeaks)
-    if n < 2:
-        return np.ones((n, RR_DIM), np.float32)
-    rr = np.diff(rpeaks).astype(np.float64) / fs      # (n-1,)
-    pre = np.concatenate([rr[:1], rr])                 # first beat: its post interval
-    post = np.concatenate([rr, rr[-1:]])
-    c = np.concatenate([[0.0], np.cumsum(pre)])
-    i = np.arange(n)
-    lo = np.maximum(0, i + 1 - local)
-    loc = (c[i + 1] - c[lo]) / (i + 1 - lo)            # mean of pre[lo..i]
-    return np.stack([pre, post, pre / loc, post / loc], 1).astype(np.float32)
-
-
 def filtered_signal(sig: np.ndarray, cfg: PreprocConfig) -> np.ndarray:
     """The band-passed record as float32 (n,): what `beat_inputs` cuts windows from. float32
     from here on: half the memory traffic for cutting and normalising."""
@@ -412,30 +412,40 @@ def filtered_signal(sig: np.ndarray, cfg: PreprocConfig) -> np.ndarray:
 
 
 def beat_inputs(filt: np.ndarray, rpeaks: np.ndarray, cfg: PreprocConfig, *, pad_edges: bool = False,
-                out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """THE record -> model inputs function: (x (k, T) float32 normalised windows, rr (k, RR_DIM)
-    float32 features, kept (n,) bool: which of the n beats got a row).
+                out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray]:
+    """THE record -> model inputs function: (x (k, T) float32 windows, tm (k, T) float32 running
+    templates or None, rr (k, F) float32 per-beat features, kept (n,) bool: which of the n beats
+    got a row).
 
     `filt` is the record's filtered signal (`filtered_signal`), `rpeaks` *all* its beats in
-    order: the per-beat features use every beat, also those whose window is not kept.
+    order: the per-beat features and templates use every beat, also those whose window is not
+    kept.
     - pad_edges=False (training, evaluation): beats whose window would leave the record are
       dropped (padding would invent signal).
     - pad_edges=True (predict.py: every beat needs a label): the signal is edge-padded by half a
       window (first and last sample repeated), so every beat is kept; beats away from the ends
       get exactly the training input.
+    - cfg.template: x and tm are the beat and the median of the record's previous
+      cfg.template_beats windows (features.running_template), both on the template's scale
+      (features.relative_scale: amplitude relative to the patient's usual beat is kept);
+      otherwise x is normalised per window (cfg.normalize) and tm is None.
     `out` (k, T), when given, receives the windows (the cache build cuts straight into its array).
     """
-    rr = rr_features(rpeaks, cfg.fs)  # from *all* beats, before edge beats are dropped
+    rr = features.RR_SETS[cfg.rr_features](rpeaks, cfg.fs)  # from *all* beats, before any is dropped
     half = cfg.window // 2
     if pad_edges:
-        filt, pos = np.pad(filt, (half, half), mode="edge"), rpeaks + half
+        sig, pos = np.pad(filt, (half, half), mode="edge"), rpeaks + half
         kept = np.ones(len(rpeaks), bool)
     else:
         kept = windows_inside(rpeaks, len(filt), cfg.window)
-        pos = rpeaks[kept]
+        sig, pos = filt, rpeaks[kept]
     x = np.empty((len(pos), cfg.window), np.float32) if out is None else out
-    fill_windows(x, filt, pos, cfg.normalize)
-    return x, rr[kept], kept
+    fill_windows(x, sig, pos, "none" if cfg.template else cfg.normalize)
+    tm = None
+    if cfg.template:
+        tm = features.running_template(filt, rpeaks, cfg.window, cfg.template_beats, cfg.template_every)[kept]
+        x[:], tm = features.relative_scale(x, tm)
+    return x, tm, rr[kept], kept
 
 
 def process_record(root: str | os.PathLike, rec: str, cfg: PreprocConfig) -> dict:
@@ -469,6 +479,10 @@ def default_cache_dir(root: str | os.PathLike) -> Path:
 
 
 _ARRAYS = ("x", "y", "record", "rpeak", "rr", "symbol")
+
+
+def _array_names(cfg: PreprocConfig) -> tuple[str, ...]:
+    return _ARRAYS + (("tm",) if cfg.template else ())
 
 
 def atomic_write(path: str | os.PathLike, write: Callable) -> None:
@@ -512,7 +526,7 @@ def _save_cache(path: Path, data: BeatData, key: str) -> None:
                 leads=data.leads, dropped=data.dropped)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, lambda f: np.savez(f, meta=np.array(json.dumps(meta)),
-                                          **{k: getattr(data, k) for k in _ARRAYS}))
+                                          **{k: getattr(data, k) for k in _array_names(data.config)}))
 
 
 def _load_cache(path: Path, key: str, cfg: PreprocConfig) -> BeatData:
@@ -520,14 +534,15 @@ def _load_cache(path: Path, key: str, cfg: PreprocConfig) -> BeatData:
     try:
         with np.load(path, allow_pickle=False) as z:
             meta = json.loads(str(z["meta"]))
-            arrays = {k: z[k] for k in _ARRAYS}
+            arrays = {k: z[k] for k in _array_names(cfg)}
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, json.JSONDecodeError) as e:
         raise ValueError(f"unreadable ({type(e).__name__})") from None
     if meta.get("key") != key:
         raise ValueError("key mismatch")
     n = len(arrays["y"])
     if arrays["x"].shape != (n, cfg.window) or arrays["x"].dtype != np.float32 or \
-            any(len(a) != n for a in arrays.values()) or arrays["rr"].shape != (n, RR_DIM):
+            any(len(a) != n for a in arrays.values()) or arrays["rr"].shape != (n, cfg.rr_dim) or \
+            ("tm" in arrays and arrays["tm"].shape != (n, cfg.window)):
         raise ValueError("inconsistent arrays")
     if n and (arrays["y"].min() < 0 or arrays["y"].max() >= len(meta["class_names"])):
         raise ValueError("labels out of range")
@@ -571,7 +586,7 @@ def load_beats(root: str | os.PathLike, cfg: PreprocConfig, records: Sequence[st
 
         def fill(i: int) -> None:
             p = parts[i]
-            _, p["rr"], kept = beat_inputs(p.pop("filt"), p["samp"], cfg, out=x[bounds[i]:bounds[i + 1]])
+            _, p["tm"], p["rr"], kept = beat_inputs(p.pop("filt"), p["samp"], cfg, out=x[bounds[i]:bounds[i + 1]])
             p["rpeak"], p["symbol"], p["dropped"] = p["samp"][kept], p["sym"][kept], int((~kept).sum())
         list(pool.map(fill, range(len(parts))))
     table = LABEL_SCHEMES[cfg.classes]
@@ -580,7 +595,8 @@ def load_beats(root: str | os.PathLike, cfg: PreprocConfig, records: Sequence[st
     data = BeatData(
         x=x, y=np.array([table[s] for s in symbol], dtype=np.int64),
         record=np.concatenate([np.full(p["n_kept"], int(r), np.int32) for r, p in zip(records, parts)]),
-        rpeak=cat("rpeak"), rr=cat("rr").reshape(-1, RR_DIM), symbol=symbol,
+        rpeak=cat("rpeak"), rr=cat("rr").reshape(-1, cfg.rr_dim), symbol=symbol,
+        tm=np.concatenate([p["tm"] for p in parts]) if cfg.template else None,
         class_names=list(CLASS_NAMES[cfg.classes]), config=cfg,
         leads={r: p["lead"] for r, p in zip(records, parts)},
         dropped={r: p["dropped"] for r, p in zip(records, parts)})

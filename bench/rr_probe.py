@@ -25,7 +25,8 @@ from common import parser, records_missing  # noqa: E402  (puts the repository o
 
 from dataset import DS1, DS2  # noqa: E402
 from beats import BEAT_SYMBOLS, CLASS_NAMES, LABEL_SCHEMES  # noqa: E402
-from utils import read_annotations, rr_features  # noqa: E402
+from features import rr_features  # noqa: E402
+from utils import read_annotations  # noqa: E402
 
 # column groups joined by "+"; the module docstring says what each group holds
 FEATURE_SETS = ("abs+local", "abs+local+global", "abs+local+centred", "local", "local+centred")

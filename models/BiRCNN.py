@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from .common import AttentionPool, BeatClassifier, ConvBN, PatchStem, register
+from .common import AttentionPool, BeatClassifier, ConvBN, ModelIO, register
 
 RNN_TYPES = {"gru": nn.GRU, "lstm": nn.LSTM}
 
@@ -21,13 +21,13 @@ RNN_TYPES = {"gru": nn.GRU, "lstm": nn.LSTM}
 class BiRCNN(BeatClassifier):
     """PatchStem(+coords) -> strided convs -> bidirectional GRU/LSTM -> attention pool."""
 
-    def __init__(self, num_classes: int, rr_dim: int, fs: float, *, stem_channels: int,
+    def __init__(self, io: ModelIO, *, stem_channels: int,
                  stem_stride: int, stem_kernel: int, coord: bool, channels: tuple[int, ...],
                  kernel: int, rnn: str, hidden: int, rnn_layers: int, dropout: float):
         if rnn not in RNN_TYPES:
             raise ValueError(f"unknown rnn {rnn!r}; choose one of {sorted(RNN_TYPES)}")
-        super().__init__(num_classes, 2 * hidden, rr_dim, dropout=dropout)
-        self.stem = PatchStem(stem_channels, stem_stride, stem_kernel, coord, fs)
+        super().__init__(io, 2 * hidden, dropout=dropout)
+        self.stem = self.patch_stem(stem_channels, stem_stride, stem_kernel, coord)
         convs, c = [], stem_channels
         for c_out in channels:  # each halves the sequence
             convs.append(ConvBN(c, c_out, kernel, stride=2))

@@ -19,7 +19,7 @@ import math
 import torch
 import torch.nn as nn
 
-from .common import AttentionPool, BeatClassifier, ConvBN, PatchStem, register
+from .common import AttentionPool, BeatClassifier, ConvBN, ModelIO, register
 
 
 def sinusoid(length: int, dim: int) -> torch.Tensor:
@@ -35,12 +35,12 @@ def sinusoid(length: int, dim: int) -> torch.Tensor:
 class DeepECGNet(BeatClassifier):
     """PatchStem(+coords) -> strided convs (tokens) -> pre-norm Transformer -> attention pool."""
 
-    def __init__(self, num_classes: int, rr_dim: int, fs: float, *, stem_channels: int,
+    def __init__(self, io: ModelIO, *, stem_channels: int,
                  stem_stride: int, stem_kernel: int, coord: bool, d_model: int,
                  conv_strides: tuple[int, ...], kernel: int, heads: int, layers: int, ff_dim: int,
                  attn_dropout: float, dropout: float, max_tokens: int):
-        super().__init__(num_classes, d_model, rr_dim, dropout=dropout)
-        self.stem = PatchStem(stem_channels, stem_stride, stem_kernel, coord, fs)
+        super().__init__(io, d_model, dropout=dropout)
+        self.stem = self.patch_stem(stem_channels, stem_stride, stem_kernel, coord)
         convs, c = [], stem_channels
         for s in conv_strides:
             convs.append(ConvBN(c, d_model, kernel, stride=s))

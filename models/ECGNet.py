@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from .common import BasicBlock, BeatClassifier, ConvBN, PatchStem, register
+from .common import BasicBlock, BeatClassifier, ConvBN, ModelIO, register
 
 
 class MultiScale(nn.Module):
@@ -30,12 +30,12 @@ class MultiScale(nn.Module):
 class ECGNet(BeatClassifier):
     """PatchStem(+coords) -> parallel k=3/5/9 branches -> residual blocks -> global average pool."""
 
-    def __init__(self, num_classes: int, rr_dim: int, fs: float, *, stem_channels: int,
+    def __init__(self, io: ModelIO, *, stem_channels: int,
                  stem_stride: int, stem_kernel: int, coord: bool, branch_kernels: tuple[int, ...],
                  branch_channels: int, channels: tuple[int, ...], kernel: int, se_reduction: int,
                  dropout: float):
-        super().__init__(num_classes, channels[-1], rr_dim, dropout=dropout)
-        self.stem = PatchStem(stem_channels, stem_stride, stem_kernel, coord, fs)
+        super().__init__(io, channels[-1], dropout=dropout)
+        self.stem = self.patch_stem(stem_channels, stem_stride, stem_kernel, coord)
         self.multiscale = MultiScale(stem_channels, branch_channels, tuple(branch_kernels))
         blocks, c = [], branch_channels * len(branch_kernels)
         for c_out in channels:  # each residual block halves the sequence

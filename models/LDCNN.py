@@ -11,19 +11,19 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from .common import BeatClassifier, ConvBN, PatchStem, pool2, register
+from .common import BeatClassifier, ConvBN, ModelIO, pool2, register
 
 
 @register("ldcnn")
 class LDCNN(BeatClassifier):
     """PatchStem(+coords) -> [conv + max-pool] x 3 -> avg+max pool -> MLP head."""
 
-    def __init__(self, num_classes: int, rr_dim: int, fs: float, *, stem_channels: int,
+    def __init__(self, io: ModelIO, *, stem_channels: int,
                  stem_stride: int, stem_kernel: int, coord: bool, channels: tuple[int, ...],
                  kernel: int, head_hidden: int, dropout: float):
-        super().__init__(num_classes, 2 * channels[-1], rr_dim, head_hidden=head_hidden,
+        super().__init__(io, 2 * channels[-1], head_hidden=head_hidden,
                          dropout=dropout)
-        self.stem = PatchStem(stem_channels, stem_stride, stem_kernel, coord, fs)
+        self.stem = self.patch_stem(stem_channels, stem_stride, stem_kernel, coord)
         convs, c = [], stem_channels
         for c_out in channels:
             convs.append(ConvBN(c, c_out, kernel))

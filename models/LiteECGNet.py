@@ -24,7 +24,7 @@ import math
 import torch
 import torch.nn as nn
 
-from .common import AttentionPool, BeatClassifier, ConvBN, PatchStem, register, SqueezeExcite
+from .common import AttentionPool, BeatClassifier, ConvBN, ModelIO, register, SqueezeExcite
 
 
 class MixSeparableConv(ConvBN):
@@ -77,12 +77,12 @@ class MSDSBlock(nn.Module):
 class LiteECGNet(BeatClassifier):
     """PatchStem(+coords) -> 3 multi-scale separable blocks (SE on the last two) -> attention pool."""
 
-    def __init__(self, num_classes: int, rr_dim: int, fs: float, *, stem_channels: int,
+    def __init__(self, io: ModelIO, *, stem_channels: int,
                  stem_stride: int, stem_kernel: int, coord: bool, channels: tuple[int, ...],
                  strides: tuple[int, ...], kernels: tuple[int, ...], se: tuple[bool, ...],
                  se_reduction: int, dropout: float):
-        super().__init__(num_classes, channels[-1], rr_dim, dropout=dropout)
-        self.stem = PatchStem(stem_channels, stem_stride, stem_kernel, coord, fs)
+        super().__init__(io, channels[-1], dropout=dropout)
+        self.stem = self.patch_stem(stem_channels, stem_stride, stem_kernel, coord)
         blocks, c = [], stem_channels
         for c_out, s, use_se in zip(channels, strides, se):
             blocks.append(MSDSBlock(c, c_out, tuple(kernels), s, se_reduction if use_se else 0))

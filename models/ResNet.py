@@ -12,18 +12,18 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from .common import BasicBlock, BeatClassifier, PatchStem, register
+from .common import BasicBlock, BeatClassifier, ModelIO, register
 
 
 @register("resnet")
 class ResNet(BeatClassifier):
     """PatchStem(+coords) -> 4 stages of basic blocks ([2, 2, 2, 2]) -> global average pool."""
 
-    def __init__(self, num_classes: int, rr_dim: int, fs: float, *, stem_channels: int,
+    def __init__(self, io: ModelIO, *, stem_channels: int,
                  stem_stride: int, stem_kernel: int, coord: bool, channels: tuple[int, ...],
                  blocks: tuple[int, ...], kernel: int, dropout: float):
-        super().__init__(num_classes, channels[-1], rr_dim, dropout=dropout)
-        self.stem = PatchStem(stem_channels, stem_stride, stem_kernel, coord, fs)
+        super().__init__(io, channels[-1], dropout=dropout)
+        self.stem = self.patch_stem(stem_channels, stem_stride, stem_kernel, coord)
         layers, c = [], stem_channels
         for i, (c_out, n) in enumerate(zip(channels, blocks)):
             for j in range(n):  # first block of every stage but the first halves the sequence

@@ -7,7 +7,7 @@ by a gate computed from their global average before the skip connection is added
 
 from __future__ import annotations
 
-from .common import register
+from .common import ModelIO, register
 from .ECGNet import ECGNet
 
 
@@ -15,7 +15,7 @@ from .ECGNet import ECGNet
 class SE_ECGNet(ECGNet):
     """ECGNet whose residual blocks carry squeeze-and-excitation (se_reduction >= 1)."""
 
-    def __init__(self, num_classes: int, rr_dim: int, fs: float, *, se_reduction: int, **kw):
+    def __init__(self, io: ModelIO, *, se_reduction: int, **kw):
         if se_reduction < 1:
             raise ValueError("se_ecgnet needs se_reduction >= 1 (that is what makes it SE)")
-        super().__init__(num_classes, rr_dim, fs, se_reduction=se_reduction, **kw)
+        super().__init__(io, se_reduction=se_reduction, **kw)

@@ -19,7 +19,7 @@ import torch.nn as nn
 from beats import CLASS_NAMES
 from config import DATA_DEFAULTS, MODEL_CONFIGS
 
-from .common import MODELS, BeatClassifier
+from .common import MODELS, BeatClassifier, ModelIO
 
 for _m in pkgutil.iter_modules(__path__):  # every model file registers its class on import
     importlib.import_module(f"{__name__}.{_m.name}")
@@ -41,15 +41,16 @@ def _accepted(cls: type) -> set[str]:
         names |= {p for p, v in params.items() if v.kind is v.POSITIONAL_OR_KEYWORD or v.kind is v.KEYWORD_ONLY}
         if not any(v.kind is v.VAR_KEYWORD for v in params.values()):
             break
-    return names - {"self", "num_classes", "rr_dim", "fs"}
+    return names - {"self", "io"}
 
 
 def create_model(name: str, num_classes: int = len(CLASS_NAMES[DATA_DEFAULTS["classes"]]),
-                 rr_dim: int = 0, fs: float = DATA_DEFAULTS["fs"], **overrides) -> nn.Module:
-    """Build model `name` from config.MODEL_CONFIGS[name] merged with `overrides`.
-
-    `fs` is the sampling rate of the windows the model will see (it scales the CoordConv time
-    coordinates to seconds)."""
+                 rr_dim: int = 0, fs: float = DATA_DEFAULTS["fs"], in_channels: int = 1,
+                 rr_norm: bool = False, **overrides) -> nn.Module:
+    """Build model `name` from config.MODEL_CONFIGS[name] merged with `overrides`; the other
+    arguments describe its inputs and outputs (models.common.ModelIO: `fs` scales the CoordConv
+    time coordinates to seconds, `in_channels` 2 adds the template channel, `rr_norm`
+    standardises the per-beat features inside the model)."""
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; valid names: {', '.join(MODEL_NAMES)}")
     cls = MODELS[name]
@@ -58,7 +59,8 @@ def create_model(name: str, num_classes: int = len(CLASS_NAMES[DATA_DEFAULTS["cl
     if unknown:
         raise ValueError(f"{name} does not take {', '.join(unknown)}; "
                          f"its settings are: {', '.join(sorted(_accepted(cls)))}")
-    return cls(num_classes=num_classes, rr_dim=rr_dim, fs=fs, **cfg)
+    io = ModelIO(num_classes=num_classes, rr_dim=rr_dim, fs=float(fs), in_channels=in_channels, rr_norm=rr_norm)
+    return cls(io, **cfg)
 
 
-__all__ = ["MODELS", "MODEL_NAMES", "BeatClassifier", "create_model"]
+__all__ = ["MODELS", "MODEL_NAMES", "BeatClassifier", "ModelIO", "create_model"]

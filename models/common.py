@@ -11,6 +11,7 @@ reshaping (no `max_pool1d` with indices, which is slow to back-propagate on CPU)
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -32,47 +33,88 @@ def register(name: str) -> Callable[[type], type]:
     return add
 
 
+@dataclass(frozen=True)
+class ModelIO:
+    """What a model's inputs and outputs are, whatever its architecture (create_model fills it
+    from the data; a checkpoint stores it):
+    num_classes   logits per beat
+    rr_dim        per-beat features joined to the pooled features (0 = none)
+    fs            sampling rate of the windows (the CoordConv time unit: seconds)
+    in_channels   input channels per beat: 1 = the window, 2 = the window and its running template
+    rr_norm       standardise the per-beat features inside the model (buffers rr_mean / rr_std, set
+                  from the training part by `set_rr_stats`, saved in the state_dict) and never drop
+                  them out; False: they join unscaled, under dropout (the original --rr)."""
+    num_classes: int
+    rr_dim: int = 0
+    fs: float = 360.0
+    in_channels: int = 1
+    rr_norm: bool = False
+
+
 class BeatClassifier(nn.Module):
     """Base class: `forward(x, rr=None)` = head(concat(forward_features(x), rr))."""
 
-    def __init__(self, num_classes: int, feature_dim: int, rr_dim: int = 0,
-                 head_hidden: int = 0, dropout: float = 0.0):
+    def __init__(self, io: ModelIO, feature_dim: int, head_hidden: int = 0, dropout: float = 0.0):
         super().__init__()
-        if num_classes < 2:
-            raise ValueError(f"num_classes must be >= 2, got {num_classes}")
-        if rr_dim < 0:
-            raise ValueError(f"rr_dim must be >= 0, got {rr_dim}")
-        self.num_classes, self.rr_dim, self.feature_dim = num_classes, rr_dim, feature_dim
+        if io.num_classes < 2:
+            raise ValueError(f"num_classes must be >= 2, got {io.num_classes}")
+        if io.rr_dim < 0:
+            raise ValueError(f"rr_dim must be >= 0, got {io.rr_dim}")
+        if io.in_channels < 1:
+            raise ValueError(f"in_channels must be >= 1, got {io.in_channels}")
+        self.io = io
+        self.num_classes, self.rr_dim, self.feature_dim = io.num_classes, io.rr_dim, feature_dim
+        self.in_channels, self.rr_norm = io.in_channels, io.rr_norm
         self.dropout = dropout
-        d_in = feature_dim + rr_dim
+        d_in = feature_dim + io.rr_dim
         # a small MLP head (LDCNN-style) or a single linear layer; dropout is applied
         # functionally in forward (one module call fewer per layer at batch-1 latency)
         self.hidden = nn.Linear(d_in, head_hidden) if head_hidden else None
-        self.fc = nn.Linear(head_hidden or d_in, num_classes)
+        self.fc = nn.Linear(head_hidden or d_in, io.num_classes)
+        if io.rr_norm:
+            self.register_buffer("rr_mean", torch.zeros(io.rr_dim))
+            self.register_buffer("rr_std", torch.ones(io.rr_dim))
+
+    def patch_stem(self, channels: int, stride: int, kernel: int, coord: bool) -> "PatchStem":
+        """The input stem for this model's inputs (channels, sampling rate)."""
+        return PatchStem(channels, stride, kernel, coord, self.io.fs, self.in_channels)
+
+    @torch.no_grad()
+    def set_rr_stats(self, rr: torch.Tensor) -> None:
+        """Standardisation of the per-beat features from the training part's (N, rr_dim) values."""
+        if not self.rr_norm:
+            raise ValueError("set_rr_stats needs a model built with rr_norm=True")
+        self.rr_mean.copy_(rr.double().mean(0).float())
+        self.rr_std.copy_(rr.double().std(0).float().clamp_min(1e-6))
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 1, T) -> (B, feature_dim). Implemented by each architecture."""
+        """(B, C, T) -> (B, feature_dim). Implemented by each architecture."""
         raise NotImplementedError
 
     def forward(self, x: torch.Tensor, rr: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, 1, T) beat windows [+ (B, rr_dim) RR features] -> (B, num_classes) logits."""
-        if x.dim() != 3 or x.shape[1] != 1:
-            raise ValueError(f"expected input of shape (B, 1, T), got {tuple(x.shape)}")
+        """(B, C, T) beat windows [+ (B, rr_dim) per-beat features] -> (B, num_classes) logits."""
+        if x.dim() != 3 or x.shape[1] != self.in_channels:
+            raise ValueError(f"expected input of shape (B, {self.in_channels}, T), got {tuple(x.shape)}")
         f = self.forward_features(x)  # (B, D)
+        drop = self.training and self.dropout > 0  # (F.dropout costs a call even when off)
         if self.rr_dim:
             if rr is None or rr.shape != (x.shape[0], self.rr_dim):
                 got = None if rr is None else tuple(rr.shape)
                 raise ValueError(f"model built with rr_dim={self.rr_dim} needs rr of shape "
                                  f"({x.shape[0]}, {self.rr_dim}), got {got}")
+            if self.rr_norm:  # standardised, after the features' dropout: never dropped
+                if drop:
+                    f = F.dropout(f, self.dropout, True)
+                    drop = False
+                rr = (rr.to(f.dtype) - self.rr_mean) / self.rr_std
             f = torch.cat([f, rr.to(f.dtype)], dim=1)  # (B, D + rr_dim)
         elif rr is not None:
             raise ValueError("rr features were passed but the model was built with rr_dim=0")
-        drop = self.training and self.dropout > 0  # (F.dropout costs a call even when off)
         if drop:
             f = F.dropout(f, self.dropout, True)
         if self.hidden is not None:
             f = torch.relu(self.hidden(f))
-            if drop:
+            if self.training and self.dropout > 0:
                 f = F.dropout(f, self.dropout, True)
         return self.fc(f)  # (B, num_classes)
 
@@ -145,9 +187,10 @@ class CoordConvBN(ConvBN):
 
     MAX_T = 1 << 14  # coordinate table length (samples); longer windows compute theirs on the fly
 
-    def __init__(self, r: int, c_out: int, k: int, fs: float):
-        super().__init__(2 * r, c_out, k)
-        self.r, self.fs = r, float(fs)
+    def __init__(self, r: int, c_out: int, k: int, fs: float, c_sig: int | None = None):
+        c_sig = r if c_sig is None else c_sig  # folded signal channels (C * r for C inputs)
+        super().__init__(c_sig + r, c_out, k)
+        self.r, self.c_sig, self.fs = r, c_sig, float(fs)
         pos = (torch.arange(self.MAX_T, dtype=torch.float32) - self.MAX_T // 2) / self.fs
         self.register_buffer("pos", pos, persistent=False)
         self._pos_cache: tuple | None = None
@@ -169,14 +212,14 @@ class CoordConvBN(ConvBN):
         key = (n, self._folded[0])
         cached = self._pos_cache
         if cached is None or cached[0] != key:
-            pos = F.conv1d(self.coords(n, x), w[:, self.r:], bias, 1, self.padding)  # (1, C, N)
-            cached = self._pos_cache = (key, pos, w[:, :self.r].contiguous())
+            pos = F.conv1d(self.coords(n, x), w[:, self.c_sig:], bias, 1, self.padding)  # (1, C, N)
+            cached = self._pos_cache = (key, pos, w[:, :self.c_sig].contiguous())
         y = F.conv1d(x, cached[2], None, 1, self.padding) + cached[1]
         return torch.relu_(y)
 
 
 class PatchStem(nn.Module):
-    """Strided input stem: (B, 1, T) -> (B, C, ceil(T / r)).
+    """Strided input stem: (B, C_in, T) -> (B, C, ceil(T / r)).
 
     Mathematically a Conv1d(1, C, kernel=r*k, stride=r): the signal is folded into r channels
     (space-to-depth) and a dense k-tap conv runs over the folded sequence. A 1-channel strided
@@ -191,19 +234,24 @@ class PatchStem(nn.Module):
     are in seconds (at sampling rate `fs`), so they mean the same for every T.
     """
 
-    def __init__(self, out_channels: int, stride: int, kernel: int, coord: bool, fs: float):
+    def __init__(self, out_channels: int, stride: int, kernel: int, coord: bool, fs: float,
+                 in_channels: int = 1):
         super().__init__()
-        self.stride = stride
-        self.conv = (CoordConvBN(stride, out_channels, kernel, fs) if coord
-                     else ConvBN(stride, out_channels, kernel))
+        self.stride, self.in_channels = stride, in_channels
+        c_sig = in_channels * stride
+        self.conv = (CoordConvBN(stride, out_channels, kernel, fs, c_sig) if coord
+                     else ConvBN(c_sig, out_channels, kernel))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, _, t = x.shape
+        b, c, t = x.shape
         pad = (-t) % self.stride
         if pad:
             x = F.pad(x, (0, pad))
-        x = x.view(b, -1, self.stride).transpose(1, 2)  # (B, r, T/r): channel p = samples p, p+r, ...
-        return self.conv(x)  # (B, C, T/r)
+        if c == 1:
+            x = x.view(b, -1, self.stride).transpose(1, 2)  # (B, r, T/r): channel p = samples p, p+r, ...
+        else:  # (B, C, T) -> (B, C*r, T/r): channel c*r + p = input c's samples p, p+r, ...
+            x = x.reshape(b, c, -1, self.stride).transpose(2, 3).reshape(b, c * self.stride, -1)
+        return self.conv(x)  # (B, C_out, T/r)
 
 
 def pool2(x: torch.Tensor, mode: str = "max") -> torch.Tensor:

@@ -11,7 +11,8 @@ from dataset import DS1, DS2, PACED, PARTS, make_splits, records_for
 from beats import BEAT_SYMBOLS, CLASS_NAMES, LABEL_SCHEMES
 from utils import (MITDB_RECORDS, DataError,
                    NORMALIZERS, PreprocConfig, _read_212, cache_key, cut_windows, fill_windows,
-                   load_beats, read_annotations, read_record, read_signal, rr_features)
+                   load_beats, read_annotations, read_record, read_signal)
+from features import rr_features
 
 CFG = PreprocConfig()
 

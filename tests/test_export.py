@@ -22,9 +22,11 @@ def make_checkpoint(path: Path, model_name: str = "liteecgnet", rr_dim: int = 0,
                     cfg: PreprocConfig = PreprocConfig()) -> torch.nn.Module:
     """A final checkpoint as trainer.py writes it, of an untrained model (no data needed)."""
     torch.manual_seed(0)
-    model = create_model(model_name, rr_dim=rr_dim)
+    rr_norm = cfg.rr_features == "patient" and rr_dim > 0
+    model = create_model(model_name, rr_dim=rr_dim, in_channels=cfg.channels, rr_norm=rr_norm)
     torch.save({"format": CKPT_FORMAT, "version": CKPT_VERSION, "kind": kind, "model_name": model_name,
-                "model_config": {}, "num_classes": 4, "rr_dim": rr_dim,
+                "model_config": {}, "num_classes": 4, "rr_dim": rr_dim, "in_channels": cfg.channels,
+                "rr_norm": rr_norm,
                 "class_names": ["N", "SVEB", "VEB", "Other"], "preprocessing": cfg.to_dict(),
                 "state_dict": model.state_dict()}, path)
     return model.eval()
@@ -82,3 +84,20 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, case):
     err = capsys.readouterr().err.strip()
     assert err.startswith("export.py: error: ") and "\n" not in err
     assert not list(tmp_path.glob("*.ts")) and not list(tmp_path.rglob("*.tmp"))
+
+
+def test_template_model_exports_with_its_input_contract(tmp_path):
+    """Two input channels and patient-relative RR standardised inside the model: the file takes
+    (B, 2, T) and (B, 8), and liteecg.json says what the channels and features are."""
+    cfg = PreprocConfig(template=True, rr_features="patient")
+    model = make_checkpoint(tmp_path / "m.pt", "liteecgnet", 8, cfg=cfg)
+    out = export.export(str(tmp_path / "m.pt"), runs=0, log=lambda m: None)
+    meta = {"liteecg.json": ""}
+    loaded = torch.jit.load(str(out), _extra_files=meta)
+    meta = json.loads(meta["liteecg.json"])
+    assert meta["input"]["shape"] == [None, 2, 720] and "template" in meta["input"]["normalize"]
+    assert meta["rr"]["set"] == "patient" and len(meta["rr"]["features"]) == 8
+    assert meta["rr"]["standardised_inside_the_model"] is True
+    x, rr = torch.randn(2, 2, 720), torch.rand(2, 8)
+    with torch.no_grad():
+        assert torch.allclose(loaded(x, rr), model(x, rr), atol=1e-5, rtol=1e-4)

@@ -322,3 +322,16 @@ def test_bootstrap_fast_on_full_size_data():
     e = ec57_stats(yt, yp, AAMI, record=rec)
     print(f"bootstrap x2 + ec57 on {n} beats: {time.perf_counter() - t0:.3f} s")
     assert a["n_units"] == 44 and b["n_units"] == n and e["n_records"] == 44
+
+
+def test_key_class_stats_hand_computed():
+    # y: N S S V V N F ; pred: N S N V S S V
+    y, p = np.array([0, 1, 1, 2, 2, 0, 3]), np.array([0, 1, 0, 2, 1, 1, 2])
+    k = metrics.key_class_stats(y, p, ["N", "S", "V", "F", "Q"])
+    # S: TP 1 (beat 1), FN 1 (beat 2 -> N), FP 2 (N -> S, V -> S); F1 = 2 / (2 + 2 + 1)
+    assert (k["S"]["TP"], k["S"]["FN"], k["S"]["FP"]) == (1, 1, 2)
+    assert k["S"]["Se"] == 0.5 and k["S"]["+P"] == pytest.approx(1 / 3) and k["S"]["F1"] == pytest.approx(0.4)
+    # V: TP 1, FN 1 (V -> S), F -> V is no EC57 false positive (+P 1.0) but counts against plain F1
+    assert (k["V"]["TP"], k["V"]["FN"], k["V"]["FP"]) == (1, 1, 0)
+    assert k["V"]["+P"] == 1.0 and k["V"]["F1"] == pytest.approx(2 / 4)
+    assert metrics.key_class_stats(y, p, ["N", "SVEB", "VEB", "Other", "X"])["S"]["class"] == "SVEB"

@@ -181,3 +181,22 @@ def test_bad_input_is_one_line_exit_2(case, trained, mitbih_dir, tmp_path, capsy
     assert len(err.splitlines()) == 1 and err.startswith("predict.py: error:")
     assert {"missing-ckpt": "does not exist", "not-a-ckpt": "not a readable checkpoint",
             "missing-record": "not found", "bad-ext": "--out-ext"}[case] in err
+
+
+def test_template_and_patient_rr_model_predicts_as_it_was_evaluated(mitbih_dir, tmp_path):
+    """The patient-context inputs (template channel, patient-relative RR standardised in the
+    model) reach predict.py through the same utils.beat_inputs as training: on record 100's kept
+    beats its predictions are the report's, bit for bit."""
+    out = tmp_path / "train"
+    assert trainer.main(["--model", "liteecgnet", "--epochs", "1", "--device", "cpu", "--root", str(mitbih_dir),
+                         "--no-download", "--out-dir", str(out), "--quiet", "--bootstrap", "0", "--class-limit", "300",
+                         "--template", "--rr", "--rr-features", "patient", "--classes", "aami5",
+                         "--train-recs", "101", "106", "--val-recs", "103", "--test-recs", "100"]) == 0
+    (ckpt,) = [p for p in out.glob("ecg_lightweight_*.pt") if not p.name.endswith(".last.pt")]
+    (rep,) = out.glob("eval_report_*.json")
+    report = json.loads(rep.read_text())
+    assert report["preprocessing"]["template"] is True and report["preprocessing"]["rr_features"] == "patient"
+    res = predict.predict_record(ckpt, str(mitbih_dir / "100"), out_dir=tmp_path / "pred", log=lambda m: None)
+    kept = ~res["edge_padded"]
+    assert hashlib.sha256(res["pred"][kept].astype(np.int8).tobytes()).hexdigest() == \
+        report["test"]["predictions_sha256"]

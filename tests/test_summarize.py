@@ -44,7 +44,7 @@ def test_leaderboard_tables_and_plots(reports, tmp_path, capsys):
     assert md in stdout  # the table is printed too
     lines = md.strip().splitlines()
     assert lines[0] == ("| model | split | classes | macro-F1 [95% CI] | accuracy | S Se | S +P | V Se | V +P | "
-                        "params | MACs | latency ms (b=1) | epoch s | report |")
+                        "S F1 | V F1 | params | MACs | latency ms (b=1) | epoch s | report |")
     assert len(lines) == 2 + 2
 
     reps = {p.name: json.loads(p.read_text()) for p in reports.glob("eval_report_*.json")}
@@ -65,6 +65,8 @@ def test_leaderboard_tables_and_plots(reports, tmp_path, capsys):
         for col, cls, stat in (("S_Se", "S", "Se"), ("S_+P", "S", "+P"), ("V_Se", "V", "Se"), ("V_+P", "V", "+P")):
             want = g[cls][stat]
             assert row[col] == "" if want is None else float(row[col]) == pytest.approx(want, rel=1e-5)
+        for col, cls in (("S_F1", "S"), ("V_F1", "V")):
+            assert float(row[col]) == pytest.approx(rep["test"]["per_class"][cls]["f1"], rel=1e-5)
         assert int(row["params"]) == rep["model_metrics"]["params_total"]
         assert int(row["macs"]) == rep["model_metrics"]["macs"]
         assert float(row["latency_ms"]) == pytest.approx(rep["model_metrics"]["latency_median_ms"], rel=1e-5)
@@ -247,3 +249,23 @@ def test_run_all_models_ctrl_c_stops_the_sweep_cleanly(mitbih_dir, tmp_path, job
         assert json.loads(rep.read_text())["timing"]["interrupted"] is True
         assert len(list(out.glob(f"ecg_lightweight_{m}_*.last.pt"))) == 1
     assert not (out / "train_resnet.log").exists()
+
+
+def test_runs_that_differ_only_in_seed_become_one_mean_std_row(reports, tmp_path):
+    (src,) = [p for p in reports.glob("eval_report_*.json") if not p.name.endswith("_evalonly.json")]
+    rep = json.loads(src.read_text())
+    for i, (seed, f1) in enumerate(((1, 0.5), (2, 0.7), (3, 0.9))):
+        r = json.loads(json.dumps(rep))
+        r["args"]["seed"], r["args"]["out_dir"], r["test"]["macro_f1"] = seed, f"elsewhere{i}", f1
+        (tmp_path / f"eval_report_s{seed}.json").write_text(json.dumps(r))
+    other = json.loads(json.dumps(rep))
+    other["args"]["lr"] = 1.0  # another experiment: its own row
+    (tmp_path / "eval_report_other.json").write_text(json.dumps(other))
+    res = summarize.summarize(tmp_path, tmp_path / "out", plots=False, log=lambda line: None)
+    groups = summarize.seed_groups(summarize.load_reports(tmp_path, print))
+    assert sorted(g["n"] for g in groups) == [1, 3]
+    (g,) = [g for g in groups if g["n"] == 3]
+    assert g["seeds"] == "1 2 3" and g["macro_f1_mean"] == pytest.approx(0.7)
+    assert g["macro_f1_std"] == pytest.approx(0.2)  # sample std of 0.5, 0.7, 0.9
+    md = (tmp_path / "out" / "leaderboard_seeds.md").read_text()
+    assert "0.700 ± 0.200" in md and any(f.name == "leaderboard_seeds.csv" for f in res["files"])

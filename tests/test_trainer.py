@@ -344,3 +344,41 @@ def test_unwritable_report_folder_is_one_line(tmp_path):
     with pytest.raises(OutputError, match="No space left on device"):
         atomic_write(target, fails)
     assert target.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["r.json"]
+
+
+def test_cv_chooses_inside_ds1_and_tests_ds2_once(mitbih_dir, tmp_path, monkeypatch):
+    """--cv: every part anything is trained or chosen on (fold training parts, held-out folds,
+    the final training part) holds DS1 records only; DS2 is evaluated exactly once, at the end."""
+    import evaluate
+    from dataset import DS1, DS2
+    seen = {"trainer": [], "evaluate": []}
+
+    def recording(where):
+        class Recorded(BeatTensors):
+            def __init__(self, data, idx, device="cpu"):
+                seen[where].append({str(r) for r in np.unique(data.record[idx])})
+                super().__init__(data, idx, device)
+        return Recorded
+    monkeypatch.setattr(trainer, "BeatTensors", recording("trainer"))
+    monkeypatch.setattr(evaluate, "BeatTensors", recording("evaluate"))
+    args = ["--split", "interpatient", "--classes", "aami5", "--cv", "2", "--epochs", "2", "--class-limit", "100",
+            "--rr", "--device", "cpu", "--root", str(mitbih_dir), "--no-download", "--out-dir", str(tmp_path),
+            "--quiet", "--bootstrap", "0", "--threads", "1"]
+    assert trainer.main(args) == 0
+    assert len(seen["trainer"]) == 2 * 2 + 1  # two folds (train + held out), then all of DS1
+    assert all(part <= set(DS1) for part in seen["trainer"])
+    assert set().union(*seen["trainer"][:4]) == set(DS1)  # the held-out folds cover DS1
+    assert seen["evaluate"] == [set(DS2)]
+    (rep,) = tmp_path.glob("eval_report_*.json")
+    report = json.loads(rep.read_text())
+    cv = report["cv"]
+    assert sorted(r for f in cv["folds"] for r in f) == sorted(DS1) and cv["k"] == 2
+    assert 1 <= cv["chosen_epochs"] <= 2 and len(cv["per_epoch"]) == 2
+    assert report["best_val"]["epoch"] == cv["chosen_epochs"] == len(report["history"])
+    assert report["dataset"]["records"]["val"] == [] and report["dataset"]["records"]["test"] == sorted(DS2, key=int)
+
+
+def test_cv_needs_the_interpatient_split(mitbih_dir, tmp_path, capsys):
+    for bad in (["--cv", "3"], ["--split", "interpatient", "--cv", "1"], ["--cv", "3", *RECS, "--split", "interpatient"]):
+        assert trainer.main(["--root", str(mitbih_dir), "--out-dir", str(tmp_path), *bad]) == 2
+        assert "--cv" in capsys.readouterr().err
