@@ -76,12 +76,15 @@ def predict(model: nn.Module, part: BeatTensors, batch_size: int, use_rr: bool,
 
 
 def augment(x: torch.Tensor, fs: int, generator: torch.Generator) -> torch.Tensor:
-    """Train-time perturbations of a batch of normalised windows (B, 1, T), seeded:
+    """Train-time perturbations of a batch of normalised windows (B, C, T), seeded:
     R-peak jitter (shift by up to 25 ms, edges repeated), amplitude x U(0.8, 1.2), baseline
     wander (0.1-0.5 Hz sine, amplitude <= 0.2) and white noise (sd 0.05). Why: in the
     inter-patient protocol the nets fit the training patients' exact beat shapes; these are the
-    nuisances that differ between patients and recordings, not the beat classes."""
-    b, _, t = x.shape
+    nuisances that differ between patients and recordings, not the beat classes.
+    Channel 0 is the beat; further channels (the running template) are the record's average
+    beat: they share the amplitude factor (the beat's size relative to it is kept) but are
+    neither shifted nor made noisy."""
+    b, c, t = x.shape
     dev = x.device
 
     def u(lo: float, hi: float, *shape: int) -> torch.Tensor:
@@ -89,11 +92,13 @@ def augment(x: torch.Tensor, fs: int, generator: torch.Generator) -> torch.Tenso
 
     shift = torch.randint(-int(0.025 * fs), int(0.025 * fs) + 1, (b, 1), generator=generator).to(dev)
     idx = (torch.arange(t, device=dev) + shift).clamp_(0, t - 1)  # (B, T)
-    x = x.gather(2, idx.unsqueeze(1))
+    beat = x[:, :1].gather(2, idx.unsqueeze(1))  # (B, 1, T)
     time = torch.arange(t, device=dev) / fs  # (T,) seconds
     wander = u(0, 0.2, b, 1) * torch.sin(2 * math.pi * u(0.1, 0.5, b, 1) * time + u(0, 2 * math.pi, b, 1))
-    noise = 0.05 * torch.randn(x.shape, generator=generator).to(dev)
-    return x * u(0.8, 1.2, b, 1, 1) + wander.unsqueeze(1) + noise
+    noise = 0.05 * torch.randn(beat.shape, generator=generator).to(dev)
+    scale = u(0.8, 1.2, b, 1, 1)
+    beat = beat * scale + wander.unsqueeze(1) + noise
+    return beat if c == 1 else torch.cat([beat, x[:, 1:] * scale], 1)
 
 
 def train_one_epoch(model, part: BeatTensors, opt, sched, loss_fn, batch_size: int, use_rr: bool,

@@ -382,3 +382,13 @@ def test_cv_needs_the_interpatient_split(mitbih_dir, tmp_path, capsys):
     for bad in (["--cv", "3"], ["--split", "interpatient", "--cv", "1"], ["--cv", "3", *RECS, "--split", "interpatient"]):
         assert trainer.main(["--root", str(mitbih_dir), "--out-dir", str(tmp_path), *bad]) == 2
         assert "--cv" in capsys.readouterr().err
+
+
+def test_augment_keeps_the_template_channel_aligned_and_clean():
+    x = torch.randn(4, 2, 720)
+    a = engine.augment(x, 360, torch.Generator().manual_seed(0))
+    one = engine.augment(x[:, :1], 360, torch.Generator().manual_seed(0))
+    assert a.shape == x.shape and torch.equal(a[:, :1], one)  # the beat channel as for one channel
+    ratio = a[:, 1] / x[:, 1]  # the template: one amplitude factor per beat, no shift, no noise
+    assert torch.allclose(ratio, ratio[:, :1].expand_as(ratio), rtol=1e-4)
+    assert ((ratio[:, 0] >= 0.8 - 1e-6) & (ratio[:, 0] <= 1.2 + 1e-6)).all()
