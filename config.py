@@ -47,11 +47,13 @@ TRAIN_DEFAULTS = {
 
 # --- split presets: defaults that change with --split (flags given on the command line win) ----
 # Inter-patient: the inputs chosen by cross-validation inside DS1 (docs/RESULTS.md, ablation):
-# the running template channel, patient-relative RR standardised in the model, AAMI classes and
-# square-root class weights. `--no-template --rr-features local` gives the earlier inputs back.
+# the running template channel, patient-relative RR standardised in the model, a 1.2 s window
+# (the neighbouring beats, i.e. the training patients' rhythms, mostly out of view), AAMI classes
+# and square-root class weights. `--no-template --rr-features local --segment-sec 2` gives the
+# earlier inputs back.
 SPLIT_PRESETS = {
     "interpatient": {"classes": "aami5", "class_weights": "sqrt", "rr": True, "rr_features": "patient",
-                     "template": True},
+                     "template": True, "segment_sec": 1.2},
 }
 
 # --- model configurations (BEGIN MODEL CONFIGS; owned by models/) -----------------------------

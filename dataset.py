@@ -26,7 +26,6 @@ import numpy as np
 import torch
 
 from stratified_dataset import LEAKAGE_WARNING, stratified_split
-from beats import key_class
 from cli import DataError
 from utils import MITDB_RECORDS, BeatData, PreprocConfig, load_beats
 
@@ -155,24 +154,32 @@ def interpatient_cv_split(data: BeatData, seed: int) -> Splits:
         f"inside DS1; paced records {' '.join(PACED)} excluded"])
 
 
-def interpatient_folds(data: BeatData, k: int) -> list[list[str]]:
+# DS1's beats per record as the .atr files annotate them (all beat annotations, AAMI classes):
+# record -> (S beats, V beats, beats). The folds are built from this table, so they are one
+# fixed function of K, the same whatever window or inputs a run uses (tests check the table
+# against the annotation files).
+DS1_BEATS: dict[str, tuple[int, int, int]] = {
+    "101": (3, 0, 1865), "106": (0, 520, 2027), "108": (4, 17, 1763), "109": (0, 38, 2532),
+    "112": (2, 0, 2539), "114": (12, 43, 1879), "115": (0, 0, 1953), "116": (1, 109, 2412),
+    "118": (96, 16, 2278), "119": (0, 444, 1987), "122": (0, 0, 2476), "124": (31, 47, 1619),
+    "201": (128, 198, 1963), "203": (2, 444, 2980), "205": (3, 71, 2656), "207": (107, 210, 1860),
+    "208": (2, 992, 2955), "209": (383, 1, 3005), "215": (3, 164, 3363), "220": (94, 0, 2048),
+    "223": (73, 473, 2605), "230": (0, 1, 2256)}
+
+
+def interpatient_folds(k: int) -> list[list[str]]:
     """DS1's records in `k` folds, patients never split, S and V beats spread evenly.
 
-    Deterministic (no seed): patients in order of their share of DS1's S plus V beats, each
-    into the fold with the smallest share so far (largest first, as in LPT scheduling), so the
-    S-rich records (209, 207, 220, 223, 201, ...) do not all sit in one fold, as far as the
-    records allow (209 alone holds 40 % of DS1's S beats)."""
+    Deterministic (no seed, no data): patients in order of their share of DS1's S plus V beats
+    (DS1_BEATS), each into the fold with the smallest share so far (largest first, as in LPT
+    scheduling), so the S-rich records (209, 201, 207, 118, 220, 223) do not all sit in one fold,
+    as far as the records allow (209 alone holds 40 % of DS1's S beats)."""
     if not 2 <= k <= len(DS1):
         raise DataError(f"--cv must be between 2 and {len(DS1)} (DS1's records), got {k}")
-    keys = [key_class(data.class_names, c) for c in ("S", "V")]
-    cls = [data.class_names.index(n) for n in keys if n is not None]
+    total = np.sum([DS1_BEATS[r] for r in DS1], axis=0)  # (S, V, beats)
     groups = _patient_groups(list(DS1))
-    share = []
-    for g in groups:
-        in_g = np.isin(data.record, [int(r) for r in g])
-        frac = [(data.y[in_g] == c).sum() / max(1, (np.isin(data.record, [int(r) for r in DS1])
-                                                    & (data.y == c)).sum()) for c in cls]
-        share.append((sum(frac), in_g.sum()))
+    share = [(sum(DS1_BEATS[r][0] for r in g) / total[0] + sum(DS1_BEATS[r][1] for r in g) / total[1],
+              sum(DS1_BEATS[r][2] for r in g)) for g in groups]
     load = np.zeros((k, 2))
     folds: list[list[str]] = [[] for _ in range(k)]
     for i in sorted(range(len(groups)), key=lambda i: (-share[i][0], -share[i][1], groups[i])):

@@ -153,7 +153,7 @@ def cross_validate(args: argparse.Namespace, data, device, log=log) -> dict:
     pooled (every DS1 beat predicted once, by a model that never saw its patient) and the epoch
     with the best pooled macro-F1 is chosen. -> the "cv" section of the report."""
     t0 = time.perf_counter()
-    folds = interpatient_folds(data, args.cv)
+    folds = interpatient_folds(args.cv)
     if any(r not in DS1 for f in folds for r in f):  # the protocol's promise, checked where it is kept
         raise AssertionError("a cross-validation fold holds a record outside DS1")
     names = data.class_names

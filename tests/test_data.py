@@ -357,3 +357,17 @@ def test_bad_records(mitbih_dir, tmp_path, problem, match):
 def test_bad_config(mitbih_dir, cfg, match):
     with pytest.raises(DataError, match=match):
         load_beats(mitbih_dir, cfg, records=["100"], download=False)
+
+
+def test_ds1_beat_table_matches_the_annotations(mitbih_dir):
+    """dataset.DS1_BEATS (what the --cv folds are built from) is what the .atr files say."""
+    from dataset import DS1_BEATS, interpatient_folds
+    table = LABEL_SCHEMES["aami5"]
+    for r in DS1:
+        _, sym = read_annotations(mitbih_dir / f"{r}.atr")
+        y = np.array([table[s] for s in sym if s in BEAT_SYMBOLS])
+        assert DS1_BEATS[r] == ((y == 1).sum(), (y == 2).sum(), len(y)), r
+    for k in (2, 4, 5):
+        folds = interpatient_folds(k)
+        assert len(folds) == k and sorted(r for f in folds for r in f) == sorted(DS1)
+    assert interpatient_folds(4) == interpatient_folds(4)  # a function of K alone
