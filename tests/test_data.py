@@ -371,3 +371,16 @@ def test_ds1_beat_table_matches_the_annotations(mitbih_dir):
         folds = interpatient_folds(k)
         assert len(folds) == k and sorted(r for f in folds for r in f) == sorted(DS1)
     assert interpatient_folds(4) == interpatient_folds(4)  # a function of K alone
+
+
+def test_template_and_patient_features_are_finite_on_a_v5_record(mitbih_dir, tmp_path):
+    """Record 104 has no MLII (read in V5): its template comes from its own lead; every
+    feature is defined (no NaN, no inf), also for the first beats, which have no history."""
+    cfg = PreprocConfig(template=True, rr_features="patient", segment_sec=1.2)
+    d = load_beats(mitbih_dir, cfg, records=["104"], use_cache=False, download=False, log=lambda m: None)
+    assert d.leads == {"104": "V5"} and d.tm.shape == d.x.shape == (len(d.y), 432) and d.rr.shape == (len(d.y), 8)
+    assert np.isfinite(d.x).all() and np.isfinite(d.tm).all() and np.isfinite(d.rr).all()
+    # cached and rebuilt arrays agree (tm travels in the cache)
+    again = load_beats(mitbih_dir, cfg, records=["104"], cache_dir=tmp_path, download=False, log=lambda m: None)
+    cached = load_beats(mitbih_dir, cfg, records=["104"], cache_dir=tmp_path, download=False, log=lambda m: None)
+    assert np.array_equal(again.tm, cached.tm) and np.array_equal(again.tm, d.tm)
