@@ -20,6 +20,13 @@ from models import MODEL_NAMES
 from utils import NORMALIZERS, PreprocConfig
 
 
+def _preset(key: str) -> str:
+    """'; interpatient: X' for each split preset that sets `key` (config.SPLIT_PRESETS)."""
+    shown = {True: "on", False: "off"}
+    return "".join(f"; {split}: {shown.get(v, v) if isinstance(v, bool) else v}"
+                   for split, preset in SPLIT_PRESETS.items() for k, v in preset.items() if k == key)
+
+
 def build_parser(suppress: bool = False) -> argparse.ArgumentParser:
     """The CLI. With suppress=True no defaults are set, which tells which flags were given."""
     p = CliParser(description="Train / evaluate a lightweight ECG beat classifier on MIT-BIH.",
@@ -42,17 +49,17 @@ def build_parser(suppress: bool = False) -> argparse.ArgumentParser:
     add("--focal-gamma", type=float, default=T["focal_gamma"], help=f"focal loss gamma (default: {T['focal_gamma']})")
     add("--class-weights", nargs="?", const="inverse", choices=[*CLASS_WEIGHTINGS, "none"],
         help="class weights in the loss: 'inverse' frequency (the bare flag) or its 'sqrt', gentler "
-             "when a class has only a few training beats, or 'none' (default: off; interpatient: sqrt)")
+             "when a class has only a few training beats, or 'none' (default: off" + _preset("class_weights") + ")")
     add("--augment", action="store_true", help="train-time R-peak jitter, amplitude scaling, baseline wander and noise (default: off)")
     add("--rr", action=argparse.BooleanOptionalAction, help="feed the per-beat RR features (--rr-features) "
-        "to the model (default: off; interpatient: on)")
+        "to the model (default: off" + _preset("rr") + ")")
     add("--rr-features", choices=sorted(RR_FEATURES), help=f"per-beat feature set: 'local' = pre/post RR in s and "
         f"their ratios to the local mean; 'patient' = dimensionless, relative to the record's own rhythm "
-        f"over minutes, with RR irregularity, standardised inside the model (default: {D['rr_features']}; "
-        f"interpatient: patient)")
+        f"over minutes, with RR irregularity, standardised inside the model (default: {D['rr_features']}"
+        + _preset("rr_features") + ")")
     add("--template", action=argparse.BooleanOptionalAction, help="give the model a 2nd channel: the record's "
-        "running median beat (previous 256 beats, causal), beat and template on the template's scale "
-        "instead of --normalize (default: off; interpatient: on)")
+        f"running median beat (previous {D['template_beats']} beats, causal), beat and template on the template's scale "
+        "instead of --normalize (default: off" + _preset("template") + ")")
     add("--coord", action=argparse.BooleanOptionalAction, help="CoordConv time coordinates in the model's "
         "stem (default: the model's config.py setting)")
     add("--seed", type=int, default=T["seed"], help=f"seed for splits, init and shuffling (default: {T['seed']})")
@@ -64,9 +71,10 @@ def build_parser(suppress: bool = False) -> argparse.ArgumentParser:
     add("--no-download", action="store_true", help="never download missing records, fail instead (default: off)")
     add("--cache", action="store_true", help="cache preprocessed beats as cache_<key>.npz in the data folder (default: off)")
     add("--fs", type=int, default=D["fs"], help=f"sampling rate the records must have, Hz (default: {D['fs']})")
-    add("--segment-sec", type=float, default=D["segment_sec"], help=f"beat window length in seconds, centred on the R peak (default: {D['segment_sec']})")
+    add("--segment-sec", type=float, default=D["segment_sec"], help=f"beat window length in seconds, centred on the R peak (default: {D['segment_sec']}"
+        + _preset("segment_sec") + ")")
     add("--normalize", default=D["normalize"], choices=sorted(NORMALIZERS), help=f"per-window normalisation (default: {D['normalize']})")
-    add("--classes", default=D["classes"], choices=sorted(CLASS_NAMES), help=f"label scheme (default: {D['classes']})")
+    add("--classes", default=D["classes"], choices=sorted(CLASS_NAMES), help=f"label scheme (default: {D['classes']}" + _preset("classes") + ")")
     add("--split", default=T["split"], choices=SPLIT_MODES, help=f"split protocol (default: {T['split']})")
     add("--no-stratified", action="store_true", help="same as --split random (record-wise) (default: off)")
     add("--train-recs", nargs="+", help="explicit training records; with --val-recs and --test-recs overrides --split (default: none)")
