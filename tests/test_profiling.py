@@ -238,12 +238,13 @@ def test_bench_models_on_cuda_without_a_gpu_is_a_one_line_error():
     assert r.stdout == ""
 
 
-def test_bench_pipeline_floor_stage_covers_every_record_and_beat(mitbih_dir):
+def test_bench_pipeline_floor_stage_covers_every_record_and_beat(mitbih_dir, monkeypatch):
     """The stage behind bench/pipeline.py's cold-build ceilings reads, band-passes and cuts all
     48 whole records (650,000 samples each) and every window the pipeline keeps, not a subset."""
     import importlib.util
     from pathlib import Path
     path = Path(__file__).resolve().parents[1] / "bench" / "pipeline.py"
+    monkeypatch.syspath_prepend(str(path.parent))  # as `python bench/pipeline.py` has it (bench/common.py)
     spec = importlib.util.spec_from_file_location("bench_pipeline", path)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
