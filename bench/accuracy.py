@@ -147,7 +147,7 @@ def main() -> int:
         if head not in old:
             return None
         body = old.split(head, 1)[1]
-        return (head + body.split("\n## ", 1)[0]).rstrip() + "\n"
+        return head + body.split("\n## ", 1)[0]  # ends with the newline before the next "## "
 
     def bench_section(title: str, path: Path, after: str = "") -> list[str]:
         if not path.exists() and kept(title):
