@@ -93,7 +93,8 @@ def export(checkpoint: str, out: str | None = None, runs: int = 300, log=print) 
         f"{', with RR features' if rr_dim else ''}; checked against the checkpoint)")
     if runs:
         eager = measure_latency(model, window, threads=1, runs=runs, rr_dim=rr_dim)["median_ms"]
-        exported = measure_latency(loaded, window, threads=1, runs=runs, rr_dim=rr_dim)["median_ms"]
+        exported = measure_latency(loaded, window, threads=1, runs=runs, rr_dim=rr_dim,
+                                   in_channels=ckpt.in_channels)["median_ms"]
         log(f"latency b=1, 1 thread, median of {runs}: eager {eager:.3f} ms, exported {exported:.3f} ms")
     return out_path
 

@@ -177,10 +177,13 @@ _FREE = (nn.ReLU, nn.GELU, nn.SiLU, nn.Sigmoid, nn.Tanh, nn.Dropout, nn.Identity
          nn.MaxPool1d, nn.AdaptiveMaxPool1d)
 
 
-def _example(model: nn.Module, seq_len: int, batch: int, rr_dim: int, device, seed: int = 0) -> tuple:
+def _example(model: nn.Module, seq_len: int, batch: int, rr_dim: int, device, seed: int = 0,
+             in_channels: int | None = None) -> tuple:
+    """Random inputs for `model`; a frozen ScriptModule keeps no in_channels: pass it."""
     rr_dim = rr_dim or getattr(model, "rr_dim", 0)
+    c = in_channels or getattr(model, "in_channels", 1)
     g = torch.Generator().manual_seed(seed)
-    x = torch.randn(batch, getattr(model, "in_channels", 1), seq_len, generator=g).to(device)  # (B, C, T)
+    x = torch.randn(batch, c, seq_len, generator=g).to(device)  # (B, C, T)
     return (x, torch.rand(batch, rr_dim, generator=g).to(device)) if rr_dim else (x,)
 
 
@@ -298,13 +301,14 @@ def _p90(xs: list[float]) -> float:
 
 def measure_latency(model: nn.Module, seq_len: int = DEFAULT_WINDOW, device: str = "cpu",
                     threads: int | None = None, warmup: int = 20, runs: int = 100,
-                    rr_dim: int = 0, torchscript: bool = False) -> dict:
+                    rr_dim: int = 0, torchscript: bool = False, in_channels: int | None = None) -> dict:
     """Batch-1 inference latency: {"median_ms", "p90_ms", "threads", "runs", "device"}.
     torchscript=True times the deployment form (`to_torchscript`) instead of the eager model; a
-    ScriptModule (e.g. a file written by export.py, loaded back) is timed as it is."""
+    ScriptModule (e.g. a file written by export.py, loaded back; give its `in_channels`) is timed
+    as it is."""
     if runs < 2:
         raise ValueError("runs must be >= 2")
-    example = _example(model, seq_len, 1, rr_dim, device)
+    example = _example(model, seq_len, 1, rr_dim, device, in_channels=in_channels)
     if isinstance(model, torch.jit.ScriptModule):  # frozen in eval form already: no flags to set
         target, mode = model.to(device), nullcontext()
     elif torchscript:  # an eval-mode copy already: the caller's model is left as it is

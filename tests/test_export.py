@@ -91,7 +91,9 @@ def test_template_model_exports_with_its_input_contract(tmp_path):
     (B, 2, T) and (B, 8), and liteecg.json says what the channels and features are."""
     cfg = PreprocConfig(template=True, rr_features="patient")
     model = make_checkpoint(tmp_path / "m.pt", "liteecgnet", 8, cfg=cfg)
-    out = export.export(str(tmp_path / "m.pt"), runs=0, log=lambda m: None)
+    lines = []
+    out = export.export(str(tmp_path / "m.pt"), runs=5, log=lines.append)  # timing feeds (B, 2, T) too
+    assert "latency b=1" in lines[-1]
     meta = {"liteecg.json": ""}
     loaded = torch.jit.load(str(out), _extra_files=meta)
     meta = json.loads(meta["liteecg.json"])
