@@ -22,7 +22,7 @@ from pathlib import Path
 from common import ROOT, parser  # noqa: E402  (puts the repository on sys.path)
 
 # protocol -> trainer flags. Inter-patient runs with its preset (config.SPLIT_PRESETS: aami5,
-# sqrt class weights, patient-relative RR, template channel) and chooses its number of epochs by
+# patient-relative RR, template channel, 1.2 s window) and chooses its number of epochs by
 # 4-fold cross-validation inside DS1 (--cv 4): DS2 is evaluated once per run, for no choice.
 PROTOCOLS = {
     "stratified": ["--split", "stratified", "--classes", "seed4"],
