@@ -111,6 +111,13 @@ def random_record_split(data: BeatData, seed: int, fractions=(0.7, 0.15, 0.15)) 
                          notes=["records 201 and 202 (one patient) are kept in the same part"])
 
 
+def _require_ds1_ds2(data: BeatData) -> None:
+    present = {str(r) for r in np.unique(data.record)}
+    lacking = [r for r in DS1 + DS2 if r not in present]
+    if lacking:
+        raise DataError(f"inter-patient split needs all DS1 and DS2 records; missing {lacking}")
+
+
 def interpatient_split(data: BeatData, seed: int) -> Splits:
     """DS1 -> train (+ val), DS2 -> test; paced records 102 104 107 217 excluded.
 
@@ -119,10 +126,7 @@ def interpatient_split(data: BeatData, seed: int) -> Splits:
     has >= 100 beats in DS1 and training keeps at least half of each class, so early stopping
     on macro-F1 sees the rare classes. DS2 is never looked at for any choice.
     """
-    present = {str(r) for r in np.unique(data.record)}
-    lacking = [r for r in DS1 + DS2 if r not in present]
-    if lacking:
-        raise DataError(f"inter-patient split needs all DS1 and DS2 records; missing {lacking}")
+    _require_ds1_ds2(data)
     ds1 = np.isin(data.record, [int(r) for r in DS1])
     c = len(data.class_names)
     total = np.bincount(data.y[ds1], minlength=c)
@@ -144,10 +148,7 @@ def interpatient_split(data: BeatData, seed: int) -> Splits:
 def interpatient_cv_split(data: BeatData, seed: int) -> Splits:
     """DS1 -> train (all 22 records), DS2 -> test, no validation part: the final fit of --cv,
     whose number of epochs the DS1 folds chose."""
-    present = {str(r) for r in np.unique(data.record)}
-    lacking = [r for r in DS1 + DS2 if r not in present]
-    if lacking:
-        raise DataError(f"inter-patient split needs all DS1 and DS2 records; missing {lacking}")
+    _require_ds1_ds2(data)
     parts = {"train": list(DS1), "val": [], "test": list(DS2)}
     return _from_records(data, "interpatient", parts, notes=[
         f"de Chazal 2004 DS1/DS2; trained on all of DS1 for the epochs chosen by cross-validation "

@@ -9,7 +9,7 @@ Everything here is causal: a beat's features use only the beats before it, plus 
 earlier beat's features (tests/test_features.py checks this).
 
     rr = rr_context(rpeaks, fs)                         # (n, rr_dim("patient")) float32
-    tm = running_template(sig, rpeaks, window)          # (n, window) float32
+    tm = running_template(windows)                      # (n, T) float32, windows of every beat
     xb, tb = relative_scale(beats, tm)                  # beat and template on one shared scale
 """
 from __future__ import annotations
@@ -92,15 +92,6 @@ def _nanmedian_rows(a: np.ndarray) -> np.ndarray:
     return 0.5 * (s[r, (c - 1) // 2] + s[r, c // 2])
 
 
-def _padded_windows(sig: np.ndarray, rpeaks: np.ndarray, window: int) -> np.ndarray:
-    """Windows of `window` samples centred like utils.cut_windows (start = r - window // 2) from
-    the signal edge-padded by one window on each side, so every beat has one: (n, window)."""
-    half = window // 2
-    s = np.pad(np.asarray(sig, np.float32), (window, window), mode="edge")
-    start = np.clip(np.asarray(rpeaks, np.int64) - half + window, 0, len(s) - window)
-    return s[start[:, None] + np.arange(window)]       # (n, window)
-
-
 def _median_rows(w: np.ndarray) -> np.ndarray:
     """Sample-wise median over the rows of w (m, T) -> (T,), equal to np.median(w, axis=0) for
     finite input; a partition of the transposed copy is ~5x faster than np.median here."""
@@ -113,25 +104,23 @@ def _median_rows(w: np.ndarray) -> np.ndarray:
     return 0.5 * (p[:, :h].max(1) + p[:, h])         # lower middle = largest of the lower half
 
 
-def running_template(sig: np.ndarray, rpeaks: np.ndarray, window: int, history: int = 256,
-                     every: int = 64) -> np.ndarray:
-    """Causal running-median beat template of every beat: (n, window) float32.
+def running_template(windows: np.ndarray, history: int = 256, every: int = 64) -> np.ndarray:
+    """Causal running-median beat template of every beat: (n, T) float32.
 
-    The template of beat i is the sample-wise median of the windows of the record's previous
-    `history` beats (all beats: labels are unknown in use), recomputed only every `every` beats:
-    beat i uses the beats [max(0, j - history), j) with j = (i // every) * every. The first block
-    (j = 0, no past) uses the median of beats [0, i], i.e. the first beat's template is itself.
-    Windows are cut from the signal edge-padded by a window, so beats at the record's edges and
-    records shorter than the history are defined.
+    `windows` (n, T) are the windows of ALL the record's beats, in order (labels are unknown in
+    use; utils.padded_windows cuts them, so beats at the record's edges have one). The template
+    of beat i is the sample-wise median of the previous `history` windows, recomputed only every
+    `every` beats: beat i uses the beats [max(0, j - history), j) with j = (i // every) * every.
+    The first block (j = 0, no past) uses the median of beats [0, i], i.e. the first beat's
+    template is itself. Records shorter than the history use what they have.
     """
-    rpeaks = np.asarray(rpeaks)
-    n = len(rpeaks)
+    n, window = windows.shape
     out = np.empty((n, window), np.float32)
     if n == 0:
         return out
     if history < 1 or every < 1:
         raise ValueError(f"history and every must be >= 1, got {history}, {every}")
-    w = _padded_windows(sig, rpeaks, window)           # (n, T)
+    w = np.asarray(windows, np.float32)                # (n, T)
     for i in range(min(every, n)):                     # first block: median of what exists
         out[i] = _median_rows(w[:i + 1])
     for j in range(every, n, every):

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 import evaluate
-from checkpoint import FINAL, TRAINING_STATE, Checkpoint
+from checkpoint import FINAL, TRAINING_KEYS, TRAINING_STATE, Checkpoint
 from cli import UsageError, log, run_cli
 from config import MODEL_CONFIGS
 from dataset import DS1, BeatTensors, interpatient_folds, limit_per_class, load_split
@@ -240,9 +240,7 @@ def train(args: argparse.Namespace, given: set[str], log=log) -> int:
 
     def save_state(s: dict) -> None:
         Checkpoint(**{**vars(ckpt), "kind": TRAINING_STATE, "best_val": s["best_val"],
-                      "training": {k: s[k] for k in ("epoch", "model_state", "optimizer", "scheduler",
-                                                     "torch_rng", "history", "best_state", "bad_epochs")}
-                      }).save(last_path)
+                      "training": {k: s[k] for k in TRAINING_KEYS}}).save(last_path)
 
     # fit
     tr = BeatTensors(data, splits.train, device)
@@ -288,8 +286,6 @@ def train(args: argparse.Namespace, given: set[str], log=log) -> int:
 def run(args: argparse.Namespace, given: set[str], log=log) -> int:
     if args.no_stratified:
         args.split = "random"
-    if args.resume and args.eval_only:
-        raise UsageError("--resume and --eval-only exclude each other")
     if args.eval_only:
         return evaluate.evaluate_checkpoint(args, given, log)
     return train(args, given, log)

@@ -411,6 +411,16 @@ def filtered_signal(sig: np.ndarray, cfg: PreprocConfig) -> np.ndarray:
     return bandpass(sig, cfg).astype(np.float32)
 
 
+def padded_windows(sig: np.ndarray, rpeaks: np.ndarray, window: int, normalize: str = "none") -> np.ndarray:
+    """Every beat's window (n, window) float32, from the signal edge-padded by half a window (the
+    first and last sample repeated), so beats near the record's ends get one too; windows that
+    lie inside the record are exactly `fill_windows`' cut."""
+    half = window // 2
+    out = np.empty((len(rpeaks), window), np.float32)
+    fill_windows(out, np.pad(sig, (half, half), mode="edge"), rpeaks + half, normalize)
+    return out
+
+
 def beat_inputs(filt: np.ndarray, rpeaks: np.ndarray, cfg: PreprocConfig, *, pad_edges: bool = False,
                 out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray]:
     """THE record -> model inputs function: (x (k, T) float32 windows, tm (k, T) float32 running
@@ -422,29 +432,27 @@ def beat_inputs(filt: np.ndarray, rpeaks: np.ndarray, cfg: PreprocConfig, *, pad
     kept.
     - pad_edges=False (training, evaluation): beats whose window would leave the record are
       dropped (padding would invent signal).
-    - pad_edges=True (predict.py: every beat needs a label): the signal is edge-padded by half a
-      window (first and last sample repeated), so every beat is kept; beats away from the ends
-      get exactly the training input.
-    - cfg.template: x and tm are the beat and the median of the record's previous
-      cfg.template_beats windows (features.running_template), both on the template's scale
+    - pad_edges=True (predict.py: every beat needs a label): windows come from `padded_windows`,
+      so every beat is kept; beats away from the ends get exactly the training input.
+    - cfg.template: every beat's window is cut once (`padded_windows`); x and tm are the beat and
+      the median of the record's previous cfg.template_beats windows (features.running_template),
+      both on the template's scale
       (features.relative_scale: amplitude relative to the patient's usual beat is kept);
       otherwise x is normalised per window (cfg.normalize) and tm is None.
     `out` (k, T), when given, receives the windows (the cache build cuts straight into its array).
     """
     rr = features.RR_SETS[cfg.rr_features](rpeaks, cfg.fs)  # from *all* beats, before any is dropped
-    half = cfg.window // 2
-    if pad_edges:
-        sig, pos = np.pad(filt, (half, half), mode="edge"), rpeaks + half
-        kept = np.ones(len(rpeaks), bool)
-    else:
-        kept = windows_inside(rpeaks, len(filt), cfg.window)
-        sig, pos = filt, rpeaks[kept]
-    x = np.empty((len(pos), cfg.window), np.float32) if out is None else out
-    fill_windows(x, sig, pos, "none" if cfg.template else cfg.normalize)
-    tm = None
-    if cfg.template:
-        tm = features.running_template(filt, rpeaks, cfg.window, cfg.template_beats, cfg.template_every)[kept]
-        x[:], tm = features.relative_scale(x, tm)
+    kept = np.ones(len(rpeaks), bool) if pad_edges else windows_inside(rpeaks, len(filt), cfg.window)
+    x = np.empty((int(kept.sum()), cfg.window), np.float32) if out is None else out
+    if not cfg.template:
+        if pad_edges:
+            x[:] = padded_windows(filt, rpeaks, cfg.window, cfg.normalize)
+        else:
+            fill_windows(x, filt, rpeaks[kept], cfg.normalize)
+        return x, None, rr[kept], kept
+    w = padded_windows(filt, rpeaks, cfg.window)  # (n, T) raw: the template needs every beat's window
+    tm = features.running_template(w, cfg.template_beats, cfg.template_every)[kept]
+    x[:], tm = features.relative_scale(w[kept], tm)
     return x, tm, rr[kept], kept
 
 

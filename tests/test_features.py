@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import features as F
+from utils import padded_windows
 
 K = len(F.RR_FEATURES)
 COL = {n: i for i, n in enumerate(F.RR_FEATURES)}
@@ -96,7 +97,7 @@ def _sig_and_peaks(n_beats=40, rr=100, window=60, seed=0):
 
 def test_template_first_beat_is_itself_and_first_block_is_median_so_far():
     sig, pk = _sig_and_peaks()
-    tm = F.running_template(sig, pk, 60, history=8, every=4)
+    tm = F.running_template(padded_windows(sig, pk, 60), history=8, every=4)
     w = sig[pk[:, None] - 30 + np.arange(60)]
     assert tm.dtype == np.float32 and tm.shape == (len(pk), 60)
     assert np.array_equal(tm[0], w[0])
@@ -106,30 +107,30 @@ def test_template_first_beat_is_itself_and_first_block_is_median_so_far():
 def test_template_hand_history_and_every():
     sig, pk = _sig_and_peaks()
     w = sig[pk[:, None] - 30 + np.arange(60)]
-    tm = F.running_template(sig, pk, 60, history=3, every=1)
+    tm = F.running_template(padded_windows(sig, pk, 60), history=3, every=1)
     assert np.allclose(tm[10], np.median(w[7:10], 0))                # previous 3 beats, not itself
-    tm = F.running_template(sig, pk, 60, history=8, every=4)
+    tm = F.running_template(padded_windows(sig, pk, 60), history=8, every=4)
     assert np.allclose(tm[13], np.median(w[4:12], 0))                # block start j = 12
     assert np.array_equal(tm[12], tm[15])                            # constant within a block
 
 
 def test_template_edges_short_record_and_empty():
     sig = np.arange(50, dtype=np.float32)
-    tm = F.running_template(sig, np.array([0, 10, 49]), 20, history=256, every=64)
+    tm = F.running_template(padded_windows(sig, np.array([0, 10, 49]), 20), history=256, every=64)
     assert tm.shape == (3, 20) and np.isfinite(tm).all()
     assert np.all(tm[0, :10] == 0)                                   # left edge: edge-padded
-    assert F.running_template(sig, np.array([], np.int64), 20).shape == (0, 20)
+    assert F.running_template(padded_windows(sig, np.array([], np.int64), 20)).shape == (0, 20)
     with pytest.raises(ValueError):
-        F.running_template(sig, np.array([10]), 20, history=0)
+        F.running_template(padded_windows(sig, np.array([10]), 20), history=0)
 
 
 def test_template_causal():
     sig, pk = _sig_and_peaks(n_beats=60)
-    base = F.running_template(sig, pk, 60, history=16, every=8)
+    base = F.running_template(padded_windows(sig, pk, 60), history=16, every=8)
     for k in (0, 3, 20, 41):
         s2 = sig.copy()
         s2[pk[k] + 30:] += 5.0                                       # everything after beat k's window
-        got = F.running_template(s2, pk, 60, history=16, every=8)
+        got = F.running_template(padded_windows(s2, pk, 60), history=16, every=8)
         assert np.array_equal(got[:k + 1], base[:k + 1])
 
 
