@@ -1,57 +1,82 @@
-"""Export a trained checkpoint as a deployable TorchScript file, with its preprocessing inside.
+"""Export a trained checkpoint for deployment: ONNX (default, with an int8 option) or TorchScript.
 
-    python export.py data/records/ecg_lightweight_liteecgnet_<stamp>.pt
-    python export.py CKPT --out liteecgnet.ts --runs 500
+    python export.py data/records/ecg_lightweight_liteecgnet_<stamp>.pt          # -> <stamp>.onnx
+    python export.py CKPT --int8                   # + <stamp>.int8.onnx, calibrated on training beats
+    python export.py CKPT --format torchscript     # -> <stamp>.ts (libtorch, C++)
 
-The file is the traced + frozen form of `profiling.to_torchscript` and runs without this
-repository:
+ONNX (run by onnxruntime on CPUs, phones, browsers and edge accelerators) takes a dynamic batch
+of windows x (B, C, T) [and per-beat features rr (B, F)] and returns logits (B, classes). Its
+`metadata_props["liteecg.json"]` holds the input contract and the preprocessing that rebuilds
+the inputs from a record, so `predict.py MODEL.onnx RECORD` runs it without torch (deploy.py).
 
-    meta = {"liteecg.json": ""}
-    m = torch.jit.load("liteecgnet.ts", _extra_files=meta)   # meta now holds the JSON text
-    logits = m(x)          # x: (B, C, T) float32 windows (C = 2 with the template channel);
-                           # m(x, rr) with (B, F) per-beat features if trained with --rr
+Before a file is kept it is checked against the checkpoint on every beat of the checkpoint's own
+test part (rebuilt from the run's arguments, like evaluate.py; --root when the data moved): the
+ONNX logits within |d| <= 1e-4 + 1e-4 |logit| of the eager model's and the same argmax on every
+beat. A checkpoint without run arguments (not written by trainer.py) is checked on random inputs.
 
-`liteecg.json` says what the windows must be: sampling rate, window length T, band-pass,
-per-window normalisation, class names, RR feature layout. Only windows of exactly T samples are
-served (the trace fixes the shape). Before the file is written the export's outputs are checked
-against the checkpoint's model, and after it is written it is loaded back and checked again.
-Prints the batch-1 latency on one thread of the eager model and of the exported file.
-(torch 2.13 marks TorchScript deprecated in favour of torch.export; `profiling.to_torchscript`
-says why this form stays for now.)
+--int8: post-training static quantization (onnxruntime.quantization, QDQ, int8 weights per
+channel, uint8 activations, min/max calibration) on up to --calib-beats beats per class of the
+checkpoint's *training* part, never the test part. Float and int8 are then compared side by side
+(file size, batch-1 one-thread latency, test macro-F1 / S F1 / V F1) and the figures go to
+<out>.export.json beside the file.
+
+--format torchscript keeps the traced + frozen form of `profiling.to_torchscript` (liteecg.json in
+its extra files): it is the form the reports' latency measures and what a C++ program links
+against libtorch loads. torch 2.13 marks TorchScript deprecated; ONNX is the portable default.
+
+The ONNX graph comes from torch's TorchScript-based exporter (dynamo=False): the torch.export-based
+one also exports all seven models, but needs onnxscript, takes 2-9 s instead of 0.1-1 s per model
+and writes larger files (unfolded constants) here.
 """
 from __future__ import annotations
 
 import argparse
 import io
 import json
+import logging
 import sys
+import tempfile
+import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from beats import RR_FEATURES
 from checkpoint import Checkpoint
-from cli import CliParser, UsageError, run_cli
+from cli import CliParser, OutputError, UsageError, log, run_cli
+from deploy import INPUT_NAMES, META_KEY, ONNX_FORMAT, ONNX_VERSION, OUTPUT_NAME, OnnxModel, stack_inputs
+from metrics import classification_metrics, key_class_stats
 from profiling import check_outputs, measure_latency, to_torchscript
+from report import versions, write_json
 from utils import atomic_write
 
-EXPORT_FORMAT, EXPORT_VERSION = "liteecg-torchscript", 1
+TS_FORMAT, TS_VERSION = "liteecg-torchscript", 1
+OPSET = 17
+ATOL = RTOL = 1e-4  # ONNX float vs eager logits: BN folded by onnxruntime, other summation order
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = CliParser(prog="export.py", description=__doc__.splitlines()[0])
     p.add_argument("checkpoint", help="final .pt checkpoint written by trainer.py")
-    p.add_argument("--out", help="output file (default: the checkpoint's path with .ts)")
+    p.add_argument("--format", default="onnx", choices=("onnx", "torchscript"), help="file format (default: onnx)")
+    p.add_argument("--out", help="output file (default: the checkpoint's path with .onnx or .ts)")
+    p.add_argument("--int8", action="store_true",
+                   help="also write an int8 ONNX file beside the float one, <out stem>.int8.onnx (default: off)")
+    p.add_argument("--calib-beats", type=int, default=500,
+                   help="--int8 calibration: at most this many training beats per class (default: 500)")
+    p.add_argument("--root", help="MIT-BIH folder for the checks (default: the checkpoint's --root)")
+    p.add_argument("--no-download", action="store_true", help="never download missing records (default: off)")
     p.add_argument("--runs", type=int, default=300,
                    help="timed batch-1 calls per latency figure, 0 = do not time (default: 300)")
     return p
 
 
-def export_metadata(ckpt: Checkpoint, checkpoint: str) -> dict:
-    """What a deployment needs to know to feed the exported model (stored as liteecg.json)."""
+def export_metadata(ckpt: Checkpoint, checkpoint: str, fmt: str = ONNX_FORMAT, version: int = ONNX_VERSION) -> dict:
+    """What a deployment needs to know to feed the exported model (liteecg.json)."""
     cfg = ckpt.preproc
     return {
-        "format": EXPORT_FORMAT, "version": EXPORT_VERSION, "model": ckpt.model_name,
+        "format": fmt, "version": version, "model": ckpt.model_name,
         "checkpoint": Path(checkpoint).name, "class_names": list(ckpt.class_names),
         "input": {"shape": [None, cfg.channels, cfg.window], "dtype": "float32", "fs": cfg.fs,
                   "window_samples": cfg.window, "r_peak_at": cfg.window // 2,
@@ -66,44 +91,297 @@ def export_metadata(ckpt: Checkpoint, checkpoint: str) -> dict:
                "features": list(RR_FEATURES[cfg.rr_features].values()),
                "standardised_inside_the_model": ckpt.rr_norm} if ckpt.rr_dim else None,
         "output": "logits (B, classes); argmax is the class, softmax its probability",
-        "preprocessing": cfg.to_dict(), "torch": str(torch.__version__),
+        "preprocessing": cfg.to_dict(), "quantization": None, "torch": str(torch.__version__),
     }
 
 
-def export(checkpoint: str, out: str | None = None, runs: int = 300, log=print) -> Path:
-    """Write the checkpoint's model as TorchScript with liteecg.json inside -> the file's path."""
-    if runs < 0 or runs == 1:
-        raise UsageError(f"--runs must be 0 or >= 2, got {runs}")
+# ----------------------------------------------------------------------------------------------
+# ONNX
+# ----------------------------------------------------------------------------------------------
+
+def onnx_bytes(model: torch.nn.Module, channels: int, window: int, rr_dim: int) -> bytes:
+    """The eval-mode model as an ONNX graph with a dynamic batch dimension."""
+    g = torch.Generator().manual_seed(0)
+    args = (torch.randn(2, channels, window, generator=g),) + ((torch.rand(2, rr_dim, generator=g),) if rr_dim else ())
+    names = list(INPUT_NAMES[:len(args)])
+    buf = io.BytesIO()
+    # Grad mode on: the models' inference shortcut (BN folded in Python, cached) would be traced as
+    # constants beside the weights; the plain conv -> BN graph keeps one copy of each weight as an
+    # initializer, which onnxruntime folds and the int8 quantizer can quantize.
+    with torch.enable_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the exporter's deprecation and tracer notes
+        torch.onnx.export(model.eval(), args, buf, dynamo=False, opset_version=OPSET, input_names=names,
+                          output_names=[OUTPUT_NAME], do_constant_folding=True,
+                          dynamic_axes={n: {0: "batch"} for n in [*names, OUTPUT_NAME]})
+    return compact_names(buf.getvalue())
+
+
+def compact_names(model_bytes: bytes) -> bytes:
+    """The same graph with short tensor and node names (t0, t1, ...; n0, n1, ...) and no
+    value_info: the exporter's and the quantizer's names ("/blocks/blocks.2/conv/Mul_output_0")
+    are a quarter of a small model's file. The inputs and outputs keep their names."""
+    import onnx
+    m = onnx.load_from_string(model_bytes)
+    g = m.graph
+    keep = {i.name for i in g.input} | {o.name for o in g.output}
+    new: dict[str, str] = {}
+
+    def short(name: str) -> str:
+        if not name or name in keep:
+            return name
+        return new.setdefault(name, f"t{len(new)}")
+
+    for init in g.initializer:
+        init.name = short(init.name)
+    for k, node in enumerate(g.node):
+        node.name, node.doc_string = f"n{k}", ""
+        node.input[:] = [short(n) for n in node.input]
+        node.output[:] = [short(n) for n in node.output]
+    del g.value_info[:]
+    return m.SerializeToString()
+
+
+def with_metadata(model_bytes: bytes, meta: dict) -> bytes:
+    """The ONNX bytes with liteecg.json in metadata_props (replacing any earlier one)."""
+    import onnx
+    m = onnx.load_from_string(model_bytes)
+    keep = [p for p in m.metadata_props if p.key != META_KEY]
+    del m.metadata_props[:]
+    m.metadata_props.extend(keep)
+    m.metadata_props.add(key=META_KEY, value=json.dumps(meta, indent=1))
+    m.producer_name = "LiteECG export.py"
+    return m.SerializeToString()
+
+
+def quantize_int8(float_bytes: bytes, x: np.ndarray, rr: np.ndarray | None) -> bytes:
+    """Static int8 quantization (QDQ), calibrated on the given inputs (training beats).
+
+    The quantizer's graph optimisation is skipped: it would multiply liteecgnet's factorised
+    kernels (pw[o, i] * dw[i, t], how the model stores them) out into dense ones, about 3.5x the
+    int8 weights; kept factorised, onnxruntime composes them per call (a few microseconds)."""
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+                                          quant_pre_process, quantize_static)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.batches = iter(range(0, len(x), 64))
+
+        def get_next(self):
+            a = next(self.batches, None)
+            if a is None:
+                return None
+            feed = {"x": x[a:a + 64]}
+            if rr is not None:
+                feed["rr"] = rr[a:a + 64]
+            return feed
+
+    with tempfile.TemporaryDirectory(prefix="liteecg-int8-") as tmp:
+        src, pre, dst = (Path(tmp) / n for n in ("float.onnx", "pre.onnx", "int8.onnx"))
+        src.write_bytes(float_bytes)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            logging.disable(logging.WARNING)  # the quantizer logs notes (e.g. 1-D weights) on the root logger
+            try:
+                quant_pre_process(str(src), str(pre), skip_optimization=True, skip_symbolic_shape=True)
+                quantize_static(str(pre), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                                weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8,
+                                calibrate_method=CalibrationMethod.MinMax)
+            finally:
+                logging.disable(logging.NOTSET)
+        return compact_names(dst.read_bytes())
+
+
+# ----------------------------------------------------------------------------------------------
+# The checkpoint's own data: test part (checks) and training part (calibration)
+# ----------------------------------------------------------------------------------------------
+
+def checkpoint_parts(ckpt: Checkpoint, checkpoint: str, root: str | None, no_download: bool,
+                     calib_beats: int, log=log) -> dict | None:
+    """{"test": (x (N, C, T), rr, y), "calib": (x, rr), "calib_records", "split"} rebuilt from the
+    run's arguments as evaluate.py does; None for a checkpoint without them."""
+    if not ckpt.args:
+        return None
+    from dataset import limit_per_class, load_split
+    from options import adopt_checkpoint_args, data_kwargs, parse_args
+    argv = ["--eval-only", checkpoint, *(["--root", root] if root else []), *(["--no-download"] if no_download else [])]
+    args, given = parse_args(argv)
+    args = adopt_checkpoint_args(args, given, ckpt.args, checkpoint)
+    data, splits = load_split(args.root, ckpt.preproc, args.split, args.seed, log=lambda m: None, **data_kwargs(args))
+
+    def arrays(idx):
+        x = stack_inputs(data.x[idx], None if data.tm is None else data.tm[idx])
+        return x, (data.rr[idx] if ckpt.rr_dim else None)
+
+    calib = limit_per_class(data.y, splits.train, calib_beats, args.seed)  # training beats only
+    log(f"checks on the test part ({len(splits.test)} beats of {args.split}); int8 calibration, if asked, on "
+        f"{len(calib)} beats of the training part")
+    return {"test": (*arrays(splits.test), data.y[splits.test]), "calib": arrays(calib), "split": args.split,
+            "calib_records": sorted({str(r) for r in data.record[calib]})}
+
+
+def eager_logits(model: torch.nn.Module, x: np.ndarray, rr: np.ndarray | None, batch: int = 1024) -> np.ndarray:
+    out = []
+    with torch.no_grad():
+        for a in range(0, len(x), batch):
+            args = (torch.from_numpy(x[a:a + batch]),) + ((torch.from_numpy(rr[a:a + batch]),) if rr is not None else ())
+            out.append(model(*args).numpy())
+    return np.concatenate(out)
+
+
+def check_against(onnx_model: OnnxModel, model: torch.nn.Module, x: np.ndarray, rr: np.ndarray | None,
+                  what: str) -> dict:
+    """Refuse (OutputError) unless the file's logits match the eager model's on every beat."""
+    want, got = eager_logits(model, x, rr), onnx_model.logits(x, rr)
+    diff = np.abs(got - want)
+    worst = float(diff.max()) if diff.size else 0.0
+    if not np.all(diff <= ATOL + RTOL * np.abs(want)):
+        raise OutputError(f"{what} differs from the checkpoint's model by up to {worst:.2e} in the logits; not written")
+    flips = int((got.argmax(1) != want.argmax(1)).sum())
+    if flips:
+        raise OutputError(f"{what} changes the predicted class of {flips} beat(s); not written")
+    return {"beats": int(len(x)), "max_abs_logit_diff": worst, "argmax_identical": True}
+
+
+def test_scores(pred: np.ndarray, y: np.ndarray, names: list[str]) -> dict:
+    """Macro-F1 and the S / V F1 of predictions on the test part."""
+    k = key_class_stats(y, pred, names)
+    return {"macro_f1": classification_metrics(y, pred, names)["macro_f1"],
+            "S_F1": k["S"]["F1"] if "S" in k else None, "V_F1": k["V"]["F1"] if "V" in k else None}
+
+
+def export_onnx(checkpoint: str, out: Path, int8: bool, calib_beats: int, runs: int, root: str | None,
+                no_download: bool, log=log) -> dict:
+    """Write <out> (and <out stem>.int8.onnx), each checked; -> the export record (also written)."""
     ckpt = Checkpoint.load(checkpoint)
+    ckpt.require_final(checkpoint)
     model = ckpt.build_model("cpu", checkpoint)
-    out_path = Path(out) if out else Path(checkpoint).with_suffix(".ts")
-    if out_path.is_dir():
-        raise UsageError(f"--out {out_path} is a folder; give a file name")
-    if not out_path.parent.is_dir():
-        raise UsageError(f"folder {out_path.parent} does not exist")
+    cfg = ckpt.preproc
+    parts = checkpoint_parts(ckpt, checkpoint, root, no_download, calib_beats, log)
+    if int8 and parts is None:
+        raise UsageError(f"--int8 calibrates on the checkpoint's training part, but {checkpoint} holds no run "
+                         "arguments to rebuild it (not written by trainer.py)")
     meta = export_metadata(ckpt, checkpoint)
+    float_bytes = with_metadata(onnx_bytes(model, cfg.channels, cfg.window, ckpt.rr_dim), meta)
+    flt = OnnxModel(float_bytes, name=str(out))
+    if parts is not None:
+        x, rr, y = parts["test"]
+        check = check_against(flt, model, x, rr, f"the ONNX export {out}")
+    else:  # no data to check on: random windows (the preprocessing's shapes), as TorchScript is checked
+        g = np.random.default_rng(1)
+        x, rr = g.standard_normal((64, cfg.channels, cfg.window)).astype(np.float32), None
+        if ckpt.rr_dim:
+            rr = g.random((64, ckpt.rr_dim)).astype(np.float32)
+        check = {**check_against(flt, model, x, rr, f"the ONNX export {out}"), "inputs": "random (no run arguments)"}
+    atomic_write(out, lambda f: f.write(float_bytes))
+    record = {"model": ckpt.model_name, "checkpoint": str(checkpoint), "versions": versions(),
+              "float": {"file": str(out), "bytes": len(float_bytes), "check": check}}
+    log(f"wrote {out} ({len(float_bytes) / 1024:.1f} KiB, {ckpt.model_name}, {cfg.window}-sample windows x "
+        f"{cfg.channels} channel(s){', with RR features' if ckpt.rr_dim else ''}; logits within "
+        f"{check['max_abs_logit_diff']:.1e} of the checkpoint and the same class on all {check['beats']} "
+        f"{'test' if parts else 'random'} beats)")
+    forms = {"float": flt}
+    if int8:
+        cx, crr = parts["calib"]
+        q_meta = {**meta, "quantization": {"method": "onnxruntime static QDQ: int8 weights per channel, uint8 "
+                                           "activations, min/max calibration",
+                                           "calibration": {"part": "train", "beats": int(len(cx)),
+                                                           "records": parts["calib_records"]}}}
+        q_bytes = with_metadata(quantize_int8(float_bytes, cx, crr), q_meta)
+        q_out = out.with_name(out.name[:-len(out.suffix)] + ".int8" + out.suffix)
+        forms["int8"] = OnnxModel(q_bytes, name=str(q_out))
+        atomic_write(q_out, lambda f: f.write(q_bytes))
+        record["int8"] = {"file": str(q_out), "bytes": len(q_bytes), "calibration": q_meta["quantization"]["calibration"]}
+        log(f"wrote {q_out} ({len(q_bytes) / 1024:.1f} KiB, int8; calibrated on {len(cx)} training beats)")
+    if parts is not None:  # accuracy on the checkpoint's test part, side by side
+        x, rr, y = parts["test"]
+        names = list(ckpt.class_names)
+        eager_pred = eager_logits(model, x, rr).argmax(1)
+        record["test"] = {"split": parts["split"], "beats": int(len(y)), "eager": test_scores(eager_pred, y, names)}
+        for k, m in forms.items():
+            record["test"][k] = test_scores(m.logits(x, rr).argmax(1), y, names)
+    if runs:
+        record["latency_ms"] = {"eager": measure_latency(model, cfg.window, threads=1, runs=runs,
+                                                         rr_dim=ckpt.rr_dim)["median_ms"]}
+        for k in forms:
+            path = record[k]["file"]
+            record["latency_ms"][k] = OnnxModel(path, threads=1).latency_ms(runs)
+        record["latency_ms"]["note"] = f"batch 1, one thread, median of {runs} calls"
+    for line in comparison_table(record):
+        log(line)
+    rec_path = out.with_name(out.name[:-len(out.suffix)] + ".export.json")
+    write_json(record, rec_path)
+    log(f"wrote {rec_path}")
+    return record
+
+
+def comparison_table(record: dict) -> list[str]:
+    """Float / int8 (and eager) side by side: size, latency, test scores."""
+    forms = [k for k in ("eager", "float", "int8") if k in record or k in record.get("latency_ms", {})]
+    fmt = lambda v, spec: "-" if v is None else format(v, spec)  # noqa: E731
+    lines = ["| form | file KiB | latency ms | macro-F1 | S F1 | V F1 |", "|---|---:|---:|---:|---:|---:|"]
+    for k in forms:
+        size = record[k]["bytes"] / 1024 if k in record else None
+        lat = record.get("latency_ms", {}).get(k)
+        t = record.get("test", {}).get(k, {})
+        lines.append(f"| {'torch eager' if k == 'eager' else 'ONNX ' + k} | {fmt(size, '.1f')} | {fmt(lat, '.3f')} | "
+                     f"{fmt(t.get('macro_f1'), '.4f')} | {fmt(t.get('S_F1'), '.4f')} | {fmt(t.get('V_F1'), '.4f')} |")
+    return lines
+
+
+# ----------------------------------------------------------------------------------------------
+# TorchScript
+# ----------------------------------------------------------------------------------------------
+
+def export_torchscript(checkpoint: str, out: Path, runs: int, log=log) -> Path:
+    """Write the checkpoint's model as TorchScript with liteecg.json inside -> the file's path."""
+    ckpt = Checkpoint.load(checkpoint)
+    ckpt.require_final(checkpoint)
+    model = ckpt.build_model("cpu", checkpoint)
+    meta = export_metadata(ckpt, checkpoint, TS_FORMAT, TS_VERSION)
     window, rr_dim = meta["input"]["window_samples"], ckpt.rr_dim
     traced = to_torchscript(model, window, rr_dim)  # raises if it differs from the eager model
     buf = io.BytesIO()
     torch.jit.save(traced, buf, _extra_files={"liteecg.json": json.dumps(meta, indent=1)})
-    atomic_write(out_path, lambda f: f.write(buf.getvalue()))
-    loaded = torch.jit.load(str(out_path))
-    check_outputs(loaded, model, window, rr_dim, what=f"the written file {out_path}")
-    log(f"wrote {out_path} ({ckpt.model_name}, {window}-sample windows"
+    atomic_write(out, lambda f: f.write(buf.getvalue()))
+    loaded = torch.jit.load(str(out))
+    check_outputs(loaded, model, window, rr_dim, what=f"the written file {out}")
+    log(f"wrote {out} ({ckpt.model_name}, {window}-sample windows"
         f"{', with RR features' if rr_dim else ''}; checked against the checkpoint)")
     if runs:
         eager = measure_latency(model, window, threads=1, runs=runs, rr_dim=rr_dim)["median_ms"]
         exported = measure_latency(loaded, window, threads=1, runs=runs, rr_dim=rr_dim,
                                    in_channels=ckpt.in_channels)["median_ms"]
         log(f"latency b=1, 1 thread, median of {runs}: eager {eager:.3f} ms, exported {exported:.3f} ms")
+    return out
+
+
+def export(checkpoint: str, out: str | None = None, runs: int = 300, fmt: str = "onnx", int8: bool = False,
+           calib_beats: int = 500, root: str | None = None, no_download: bool = False, log=log) -> Path:
+    """Check the arguments, then write the export -> the (float) file's path."""
+    if runs < 0 or runs == 1:
+        raise UsageError(f"--runs must be 0 or >= 2, got {runs}")
+    if calib_beats < 1:
+        raise UsageError(f"--calib-beats must be >= 1, got {calib_beats}")
+    if int8 and fmt != "onnx":
+        raise UsageError("--int8 is an ONNX option: use it with --format onnx")
+    out_path = Path(out) if out else Path(checkpoint).with_suffix(".onnx" if fmt == "onnx" else ".ts")
+    if out_path.is_dir():
+        raise UsageError(f"--out {out_path} is a folder; give a file name")
+    if not out_path.parent.is_dir():
+        raise UsageError(f"folder {out_path.parent} does not exist")
+    if out_path.resolve() == Path(checkpoint).resolve():
+        raise UsageError(f"--out {out_path} would overwrite the checkpoint")
+    if fmt == "torchscript":
+        return export_torchscript(checkpoint, out_path, runs, log)
+    export_onnx(checkpoint, out_path, int8, calib_beats, runs, root, no_download, log)
     return out_path
 
 
 def main(argv: list[str] | None = None) -> int:
     """CLI entry: one line on stderr and exit 2 for every user error."""
     def body() -> int:
-        args = build_parser().parse_args(sys.argv[1:] if argv is None else list(argv))
-        export(args.checkpoint, args.out, args.runs)
+        a = build_parser().parse_args(sys.argv[1:] if argv is None else list(argv))
+        export(a.checkpoint, a.out, a.runs, a.format, a.int8, a.calib_beats, a.root, a.no_download)
         return 0
     return run_cli("export.py", body)
 

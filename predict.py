@@ -1,15 +1,20 @@
-"""Run a trained checkpoint over a whole WFDB record and write its beat labels.
+"""Run a trained model over a whole WFDB record and write its beat labels.
 
     python predict.py data/records/ecg_lightweight_liteecgnet_<stamp>.pt ../shared/mitdb/100
-    python predict.py CKPT path/to/record --out-dir data/predictions --out-ext pred --device cpu
-    python predict.py CKPT ../shared/mitdb/100 --detect     # XQRS beats, matched to 100.atr
+    python predict.py liteecgnet.onnx ../shared/mitdb/100   # export.py's file: onnxruntime, no torch
+    python predict.py MODEL path/to/record --out-dir data/predictions --out-ext pred --device cpu
+    python predict.py MODEL ../shared/mitdb/100 --detect     # XQRS beats, matched to 100.atr
+
+MODEL is a final checkpoint (.pt, run by torch) or an ONNX file written by export.py (.onnx, run
+by onnxruntime through deploy.OnnxModel; torch is then never imported). Both take their inputs
+from the same preprocessing, stored in the checkpoint or in the file's liteecg.json.
 
 Where the beats are:
   - RECORD.atr exists (and no --detect): at its reference *beat* annotations (beats.BEAT_SYMBOLS,
     read by utils.read_record), so every reference beat gets exactly one label.
   - otherwise: at the R peaks wfdb.processing's XQRS detector finds (said in one line).
 
-Preprocessing comes entirely from the checkpoint ("preprocessing" -> utils.PreprocConfig), and
+Preprocessing comes entirely from the model ("preprocessing" -> utils.PreprocConfig), and
 the model inputs come from the function the training cache is built with (utils.beat_inputs):
 lead policy, zero-phase band-pass over the whole record, windows, per-window normalisation and
 the per-beat features over all beats found. Training *drops* beats whose window leaves the
@@ -17,7 +22,7 @@ record; here every beat must get a label, so beat_inputs edge-pads the signal (i
 option). Beats away from the ends see exactly the training input; the few edge beats (3 in
 record 100 with 2 s windows) see a padded window and are flagged ``edge_padded`` in the CSV.
 
-The sampling rate is not adapted: a record whose fs differs from the checkpoint's is refused with
+The sampling rate is not adapted: a record whose fs differs from the model's is refused with
 one line (resample it first, e.g. with wfdb.processing.resample_multichan).
 
 Outputs in --out-dir (written into a temp folder / temp file, then renamed):
@@ -46,10 +51,7 @@ from pathlib import Path
 import numpy as np
 
 from beats import CLASS_SYMBOL, LABEL_SCHEMES
-from checkpoint import Checkpoint
 from cli import CliParser, DataError, UsageError, resolve_device, run_cli
-from dataset import BeatTensors
-from engine import predict
 from metrics import classification_metrics, ec57_stats
 from utils import (PreprocConfig, atomic_write, beat_inputs, filtered_signal, read_record, read_signal,
                    windows_inside)
@@ -58,13 +60,14 @@ MATCH_WINDOW_S = 0.150  # bxb / EC57 beat-matching window
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = CliParser(description="Label every beat of a WFDB record with a trained LiteECG checkpoint.")
-    p.add_argument("checkpoint", help="final checkpoint (.pt) written by trainer.py")
+    p = CliParser(description="Label every beat of a WFDB record with a trained LiteECG model.")
+    p.add_argument("model", help="final checkpoint (.pt) written by trainer.py, or an .onnx file written by export.py")
     p.add_argument("record", help="WFDB record path without extension, e.g. ../shared/mitdb/100")
     p.add_argument("--out-dir", default="data/predictions", help="output folder (default: data/predictions)")
     p.add_argument("--out-ext", default="pred", help="annotation file extension (default: pred)")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
-                   help="device; cuda falls back to cpu when unavailable (default: cpu)")
+                   help="device of a checkpoint; cuda falls back to cpu when unavailable; .onnx runs on "
+                   "onnxruntime's CPU provider (default: cpu)")
     p.add_argument("--detect", action="store_true",
                    help="find beats with XQRS even when RECORD.atr exists, and compare them with it (default: off)")
     p.add_argument("--batch-size", type=int, default=1024, help="beats per forward pass (default: 1024)")
@@ -90,11 +93,42 @@ def detect_beats(sig: np.ndarray, fs: int) -> np.ndarray:
 # Model input and inference
 # ----------------------------------------------------------------------------------------------
 
-def classify(model, x: np.ndarray, tm: np.ndarray | None, rr: np.ndarray, device, batch_size: int
-             ) -> tuple[np.ndarray, np.ndarray]:
-    """Class index (N,) and probabilities (N, C) through engine.predict (the test code path)."""
-    pred, prob, _ = predict(model, BeatTensors.from_arrays(x, tm, rr, device=device), batch_size, model.rr_dim > 0)
-    return pred, prob
+class CheckpointModel:
+    """A final trainer.py checkpoint on torch, with deploy.OnnxModel's interface (name, preproc,
+    class_names, rr_dim, classify). torch is imported here, not at the top of this file: an
+    .onnx model never loads it."""
+
+    def __init__(self, path: str | os.PathLike, device: str, log=print):
+        try:
+            from checkpoint import Checkpoint
+        except ImportError as e:  # torch missing (a deployment with onnxruntime only)
+            raise UsageError(f"{path} is a torch checkpoint and torch cannot be imported here ({e}): install "
+                             "it, or run the .onnx file export.py makes from it") from None
+        ckpt = Checkpoint.load(path)
+        ckpt.require_final(path)  # before the device message: fail first
+        self.device = resolve_device(device, log)
+        self.model = ckpt.build_model(self.device, path)
+        self.name, self.preproc, self.rr_dim = ckpt.model_name, ckpt.preproc, ckpt.rr_dim
+        self.class_names = list(ckpt.class_names)
+
+    def classify(self, x: np.ndarray, tm: np.ndarray | None, rr: np.ndarray, batch_size: int = 1024
+                 ) -> tuple[np.ndarray, np.ndarray]:
+        """Class index (N,) and probabilities (N, C) through engine.predict (the test code path)."""
+        from dataset import BeatTensors
+        from engine import predict
+        pred, prob, _ = predict(self.model, BeatTensors.from_arrays(x, tm, rr, device=self.device),
+                                batch_size, self.rr_dim > 0)
+        return pred, prob
+
+
+def load_model(path: str | os.PathLike, device: str = "cpu", log=print):
+    """An .onnx file -> deploy.OnnxModel (onnxruntime); anything else is read as a checkpoint."""
+    if Path(path).suffix.lower() == ".onnx":
+        from deploy import OnnxModel
+        if device == "cuda":
+            log("an .onnx model runs on onnxruntime's CPU provider here: --device cuda ignored")
+        return OnnxModel(path)
+    return CheckpointModel(path, device, log)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -206,22 +240,20 @@ def _split_record_path(path: str) -> tuple[Path, str]:
     return p.parent, p.name
 
 
-def predict_record(ckpt_path: str | os.PathLike, record_path: str, out_dir: str | os.PathLike = "data/predictions",
+def predict_record(model_path: str | os.PathLike, record_path: str, out_dir: str | os.PathLike = "data/predictions",
                    out_ext: str = "pred", device: str = "cpu", detect: bool = False, batch_size: int = 1024,
                    log=print) -> dict:
-    """Label every beat of a record -> dict(samples, pred, prob, labels, edge_padded, source,
-    lead, comparison (or None), annotation, csv). Raises UsageError / DataError (one line)."""
+    """Label every beat of a record with a checkpoint or an .onnx file -> dict(samples, pred, prob,
+    labels, edge_padded, source, lead, comparison (or None), annotation, csv). Raises UsageError /
+    DataError (one line)."""
     if not re.fullmatch(r"[A-Za-z0-9_]+", out_ext):
         raise UsageError(f"--out-ext must be letters, digits or _, got {out_ext!r}")
     if batch_size < 1:
         raise UsageError(f"--batch-size must be >= 1, got {batch_size}")
-    ckpt = Checkpoint.load(ckpt_path)
-    ckpt.require_final(ckpt_path)  # before the device message: fail first
-    dev = resolve_device(device, log)
-    model = ckpt.build_model(dev, ckpt_path)
-    cfg = ckpt.preproc
+    model = load_model(model_path, device, log)
+    cfg = model.preproc
     cfg.validate()
-    names = list(ckpt.class_names)
+    names = model.class_names
     root, rec = _split_record_path(record_path)
     if not (root / f"{rec}.hea").is_file():
         raise DataError(f"record {root / rec} not found (no {rec}.hea in {root})")
@@ -253,12 +285,12 @@ def predict_record(ckpt_path: str | os.PathLike, record_path: str, out_dir: str 
     filt = filtered_signal(sig, cfg)
     x, tm, rr, _ = beat_inputs(filt, samples, cfg, pad_edges=True)  # every beat gets a window
     edge = ~windows_inside(samples, len(filt), cfg.window)          # the windows training would drop
-    if ckpt.rr_dim and rr.shape[1] != ckpt.rr_dim:
-        raise UsageError(f"checkpoint expects {ckpt.rr_dim} RR features, the pipeline gives {rr.shape[1]}")
-    pred, prob = classify(model, x, tm, rr, dev, batch_size)
+    if model.rr_dim and rr.shape[1] != model.rr_dim:
+        raise UsageError(f"the model expects {model.rr_dim} RR features, the pipeline gives {rr.shape[1]}")
+    pred, prob = model.classify(x, tm, rr, batch_size)
     labels = [names[k] for k in pred]
     symbols = [CLASS_SYMBOL.get(n, "Q") for n in labels]
-    log(f"record {rec}: {len(samples)} beats ({source} positions), lead {lead}, {ckpt.model_name} "
+    log(f"record {rec}: {len(samples)} beats ({source} positions), lead {lead}, {model.name} "
         f"{cfg.classes} at {cfg.fs} Hz; {int(edge.sum())} beat(s) near the record ends classified on "
         f"an edge-padded window")
 
@@ -283,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     """CLI entry: one line on stderr and exit 2 for every user error."""
     def body() -> int:
         args = build_parser().parse_args(sys.argv[1:] if argv is None else list(argv))
-        predict_record(args.checkpoint, args.record, args.out_dir, args.out_ext, args.device,
+        predict_record(args.model, args.record, args.out_dir, args.out_ext, args.device,
                        args.detect, args.batch_size)
         return 0
     return run_cli("predict.py", body)

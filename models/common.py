@@ -198,7 +198,8 @@ class CoordConvBN(ConvBN):
     def coords(self, n: int, like: torch.Tensor) -> torch.Tensor:
         """(1, r, n) coordinates of a folded sequence of n steps."""
         t = n * self.r
-        if t <= self.MAX_T:
+        # an ONNX export computes them: slicing the table would store all MAX_T values in the file
+        if t <= self.MAX_T and not torch.onnx.is_in_onnx_export():
             pos = self.pos[self.MAX_T // 2 - t // 2:][:t]
         else:
             pos = (torch.arange(t, device=like.device) - t // 2) / self.fs

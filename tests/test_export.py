@@ -1,16 +1,19 @@
-"""export.py: a checkpoint becomes a TorchScript file that runs without this repository."""
+"""export.py: a checkpoint becomes an ONNX (or TorchScript) file that runs without this repository.
+(Exports of a trained checkpoint, --int8 and predict.py on the file: tests/test_predict.py.)"""
 from __future__ import annotations
 
+import copy
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 import export
-from models import create_model
+from models import MODEL_NAMES, create_model
 from checkpoint import CKPT_FORMAT, CKPT_VERSION
 from utils import PreprocConfig
 
@@ -37,7 +40,7 @@ def test_exported_file_runs_without_the_repository(tmp_path, model_name, rr_dim)
     cfg = PreprocConfig(segment_sec=1.5)  # 540 samples: the window comes from the checkpoint
     model = make_checkpoint(tmp_path / "m.pt", model_name, rr_dim, cfg=cfg)
     lines = []
-    out = export.export(str(tmp_path / "m.pt"), runs=0, log=lines.append)
+    out = export.export(str(tmp_path / "m.pt"), runs=0, fmt="torchscript", log=lines.append)
     assert out == tmp_path / "m.ts" and "checked against the checkpoint" in lines[0]
     assert not list(tmp_path.glob("*.tmp"))
     g = torch.Generator().manual_seed(3)
@@ -63,18 +66,22 @@ def test_exported_file_runs_without_the_repository(tmp_path, model_name, rr_dim)
 
 def test_cli_writes_the_file_and_times_both_forms(tmp_path, capsys):
     make_checkpoint(tmp_path / "m.pt")
-    assert export.main([str(tmp_path / "m.pt"), "--out", str(tmp_path / "lite.ts"), "--runs", "5"]) == 0
+    assert export.main([str(tmp_path / "m.pt"), "--format", "torchscript", "--out", str(tmp_path / "lite.ts"),
+                        "--runs", "5"]) == 0
     out = capsys.readouterr().out
     assert (tmp_path / "lite.ts").is_file()
     assert "latency b=1, 1 thread, median of 5: eager" in out and "exported" in out
 
 
-@pytest.mark.parametrize("case", ["missing", "not-a-checkpoint", "training-state", "bad-runs", "no-folder", "folder"])
+@pytest.mark.parametrize("case", ["missing", "not-a-checkpoint", "training-state", "bad-runs", "no-folder", "folder",
+                                  "int8-torchscript", "int8-no-run-args", "bad-calib", "over-checkpoint"])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, case):
     ckpt = tmp_path / "m.pt"
     make_checkpoint(ckpt, kind="training-state" if case == "training-state" else "final")
     extra = {"bad-runs": ["--runs", "1"], "no-folder": ["--out", str(tmp_path / "nope" / "m.ts")],
-             "folder": ["--out", str(tmp_path)]}.get(case, [])
+             "folder": ["--out", str(tmp_path)], "int8-torchscript": ["--int8", "--format", "torchscript"],
+             "int8-no-run-args": ["--int8"], "bad-calib": ["--int8", "--calib-beats", "0"],
+             "over-checkpoint": ["--out", str(ckpt)]}.get(case, [])
     if case == "missing":
         ckpt = tmp_path / "absent.pt"
     elif case == "not-a-checkpoint":
@@ -83,7 +90,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, case):
     assert export.main([str(ckpt), "--runs", "0", *extra]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("export.py: error: ") and "\n" not in err
-    assert not list(tmp_path.glob("*.ts")) and not list(tmp_path.rglob("*.tmp"))
+    assert not list(tmp_path.glob("*.ts")) and not list(tmp_path.glob("*.onnx")) and not list(tmp_path.rglob("*.tmp"))
 
 
 def test_template_model_exports_with_its_input_contract(tmp_path):
@@ -92,7 +99,7 @@ def test_template_model_exports_with_its_input_contract(tmp_path):
     cfg = PreprocConfig(template=True, rr_features="patient")
     model = make_checkpoint(tmp_path / "m.pt", "liteecgnet", 8, cfg=cfg)
     lines = []
-    out = export.export(str(tmp_path / "m.pt"), runs=5, log=lines.append)  # timing feeds (B, 2, T) too
+    out = export.export(str(tmp_path / "m.pt"), runs=5, fmt="torchscript", log=lines.append)  # timing feeds (B, 2, T)
     assert "latency b=1" in lines[-1]
     meta = {"liteecg.json": ""}
     loaded = torch.jit.load(str(out), _extra_files=meta)
@@ -103,3 +110,75 @@ def test_template_model_exports_with_its_input_contract(tmp_path):
     x, rr = torch.randn(2, 2, 720), torch.rand(2, 8)
     with torch.no_grad():
         assert torch.allclose(loaded(x, rr), model(x, rr), atol=1e-5, rtol=1e-4)
+
+
+# ----------------------------------------------------------------------------------------------
+# ONNX
+# ----------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("model_name", MODEL_NAMES)
+def test_every_model_exports_to_onnx_with_a_dynamic_batch(tmp_path, model_name):
+    """All seven: the default export is ONNX; onnxruntime gives the eager logits at batch 1 and 5."""
+    from deploy import OnnxModel
+    cfg = PreprocConfig(segment_sec=1.2, template=True, rr_features="patient")
+    model = make_checkpoint(tmp_path / "m.pt", model_name, 8, cfg=cfg)
+    lines = []
+    out = export.export(str(tmp_path / "m.pt"), runs=0, log=lines.append)
+    assert out == tmp_path / "m.onnx" and "random beats" in lines[0]
+    m = OnnxModel(out)
+    assert (m.name, m.rr_dim, m.preproc) == (model_name, 8, cfg)
+    g = torch.Generator().manual_seed(5)
+    for b in (1, 5):
+        x, rr = torch.randn(b, 2, 432, generator=g), torch.rand(b, 8, generator=g)
+        with torch.no_grad():
+            want = model(x, rr).numpy()
+        got = m.logits(x.numpy(), rr.numpy())
+        assert got.shape == (b, 4)
+        assert abs(got - want).max() <= export.ATOL + export.RTOL * abs(want).max()
+    record = json.loads((tmp_path / "m.export.json").read_text())
+    assert record["float"]["check"]["inputs"].startswith("random") and "test" not in record
+
+
+def test_onnx_file_runs_with_onnxruntime_alone(tmp_path):
+    """A fresh interpreter in another folder with torch made unimportable: onnxruntime reads the
+    file, its liteecg.json metadata says what the inputs are, and the logits are the eager model's."""
+    cfg = PreprocConfig(segment_sec=1.5)
+    model = make_checkpoint(tmp_path / "m.pt", "liteecgnet", 4, cfg=cfg)
+    export.export(str(tmp_path / "m.pt"), runs=0, log=lambda m: None)
+    g = torch.Generator().manual_seed(3)
+    x, rr = torch.randn(3, 1, 540, generator=g), torch.rand(3, 4, generator=g) + 0.5
+    np.save(tmp_path / "x.npy", x.numpy())
+    np.save(tmp_path / "rr.npy", rr.numpy())
+    code = ("import sys; sys.modules['torch'] = None; import json, numpy as np, onnxruntime as ort; "
+            "s = ort.InferenceSession('m.onnx'); "
+            "meta = json.loads(s.get_modelmeta().custom_metadata_map['liteecg.json']); "
+            "np.save('out.npy', s.run(['logits'], {'x': np.load('x.npy'), 'rr': np.load('rr.npy')})[0]); "
+            "print(json.dumps(meta))")
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                       timeout=120, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": ""})
+    assert r.returncode == 0, r.stderr
+    meta = json.loads(r.stdout)
+    assert meta["format"] == "liteecg-onnx" and meta["quantization"] is None
+    assert meta["input"]["shape"] == [None, 1, 540] and meta["rr"]["shape"] == [None, 4]
+    assert meta["preprocessing"] == cfg.to_dict()
+    with torch.no_grad():
+        want = model(x, rr).numpy()
+    assert np.allclose(np.load(tmp_path / "out.npy"), want, atol=1e-4, rtol=1e-4)
+
+
+def test_an_export_that_differs_from_the_checkpoint_is_not_written(tmp_path, monkeypatch, capsys):
+    make_checkpoint(tmp_path / "m.pt")
+    real = export.onnx_bytes
+
+    def off(model, *a):  # the graph of a perturbed copy: its logits differ from the checkpoint's
+        other = copy.deepcopy(model)
+        torch.manual_seed(99)
+        for p in other.parameters():
+            p.data.add_(0.1 * torch.randn_like(p))
+        return real(other, *a)
+    monkeypatch.setattr(export, "onnx_bytes", off)
+    assert export.main([str(tmp_path / "m.pt"), "--runs", "0"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("export.py: error: the ONNX export") and "not written" in err and "\n" not in err
+    assert not list(tmp_path.glob("*.onnx")) and not list(tmp_path.glob("*.tmp"))
+

@@ -5,6 +5,9 @@ import csv
 import hashlib
 import json
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -200,3 +203,114 @@ def test_template_and_patient_rr_model_predicts_as_it_was_evaluated(mitbih_dir, 
     kept = ~res["edge_padded"]
     assert hashlib.sha256(res["pred"][kept].astype(np.int8).tobytes()).hexdigest() == \
         report["test"]["predictions_sha256"]
+
+
+# ----------------------------------------------------------------------------------------------
+# The ONNX file (export.py) on onnxruntime
+# ----------------------------------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def exported(trained, tmp_path_factory):
+    """export.py --int8 of the trained checkpoint -> (float .onnx, int8 .onnx, export record)."""
+    import export
+    ckpt, _ = trained
+    out = tmp_path_factory.mktemp("onnx") / "lite.onnx"
+    lines: list[str] = []
+    assert export.export(str(ckpt), str(out), runs=5, int8=True, calib_beats=50, log=lines.append) == out
+    q = out.with_name("lite.int8.onnx")
+    assert q.is_file() and any("| ONNX int8 |" in l for l in lines)
+    return out, q, json.loads(out.with_name("lite.export.json").read_text())
+
+
+def test_onnx_file_predicts_what_the_checkpoint_predicts(on_100, exported, mitbih_dir, tmp_path):
+    res, _, _ = on_100
+    onnx_file, _, _ = exported
+    got = predict.predict_record(onnx_file, str(mitbih_dir / "100"), out_dir=tmp_path, log=lambda m: None)
+    np.testing.assert_array_equal(got["pred"], res["pred"])
+    np.testing.assert_allclose(got["prob"], res["prob"], atol=1e-4)
+    assert got["comparison"]["metrics"] == res["comparison"]["metrics"]
+
+
+def test_export_record_compares_float_and_int8_on_the_test_part(exported, trained):
+    """The float file is checked on every test beat (same class as the checkpoint), scores side by
+    side, and int8 calibration used training beats only (records 101 and 106, never 100)."""
+    from deploy import OnnxModel
+    _, q, record = exported
+    _, report = trained
+    assert record["float"]["check"]["argmax_identical"] and record["float"]["check"]["beats"] == report["test"]["n_beats"]
+    assert record["float"]["check"]["max_abs_logit_diff"] <= 1e-3
+    t = record["test"]
+    assert t["eager"] == t["float"] and t["eager"]["macro_f1"] == pytest.approx(report["test"]["macro_f1"])
+    assert set(t["int8"]) == {"macro_f1", "S_F1", "V_F1"} and 0 <= t["int8"]["macro_f1"] <= 1
+    assert set(record["latency_ms"]) >= {"eager", "float", "int8"}
+    cal = OnnxModel(q).meta["quantization"]["calibration"]
+    assert cal["part"] == "train" and set(cal["records"]) <= {"101", "106"} and cal == record["int8"]["calibration"]
+    assert 0 < cal["beats"] <= 50 * 4
+
+
+def _run_without_torch(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """predict.py in a fresh interpreter where `import torch` fails (an import hook refuses it;
+    sys.modules['torch'] = None would also fool scipy's checks for torch arrays)."""
+    code = ("import runpy, sys\n"
+            "class NoTorch:\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name == 'torch' or name.startswith('torch.'):\n"
+            "            raise ImportError('torch is not importable here')\n"
+            "sys.meta_path.insert(0, NoTorch())\n"
+            f"sys.argv = ['predict.py', *{args!r}]\n"
+            "try:\n"
+            "    runpy.run_path('predict.py', run_name='__main__')\n"
+            "finally:\n"
+            "    assert 'torch' not in sys.modules\n")
+    return subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+def test_onnx_predict_never_imports_torch(exported, on_100, mitbih_dir, tmp_path):
+    """The whole path, read -> filter -> XQRS detection (no .atr) -> patient context -> classify
+    -> write, runs with torch unimportable; with the reference beats the labels are the checkpoint's."""
+    res, _, _ = on_100
+    onnx_file, q, _ = exported
+    r = _run_without_torch([str(onnx_file), str(mitbih_dir / "100"), "--out-dir", str(tmp_path / "ref")], ROOT)
+    assert r.returncode == 0, r.stderr
+    import wfdb
+    assert wfdb.rdann(str(tmp_path / "ref" / "100"), "pred").symbol == res["symbols"]
+    for ext in ("hea", "dat"):
+        shutil.copy(mitbih_dir / f"100.{ext}", tmp_path / f"100.{ext}")
+    r = _run_without_torch([str(q), str(tmp_path / "100"), "--out-dir", str(tmp_path / "xq")], ROOT)
+    assert r.returncode == 0, r.stderr
+    assert "detecting beats with wfdb.processing XQRS" in r.stdout
+    assert abs(len(wfdb.rdann(str(tmp_path / "xq" / "100"), "pred").sample) - N_BEATS_100) <= 5
+
+
+@pytest.mark.parametrize("case", ["truncated", "not-onnx", "no-metadata", "other-fs"])
+def test_bad_onnx_input_is_one_line_exit_2(case, exported, mitbih_dir, tmp_path, capsys):
+    import onnx
+    onnx_file, _, _ = exported
+    model, rec = tmp_path / "m.onnx", str(mitbih_dir / "100")
+    if case == "truncated":
+        b = onnx_file.read_bytes()
+        model.write_bytes(b[:len(b) // 2])
+    elif case == "not-onnx":
+        model.write_text("not a model")
+    elif case == "no-metadata":
+        m = onnx.load(str(onnx_file))
+        del m.metadata_props[:]
+        onnx.save(m, str(model))
+    else:
+        shutil.copy(onnx_file, model)
+        hea = (mitbih_dir / "100.hea").read_text().splitlines()
+        first = hea[0].split()
+        first[2] = "250"
+        (tmp_path / "100.hea").write_text("\n".join([" ".join(first), *hea[1:]]) + "\n")
+        for ext in ("dat", "atr"):
+            shutil.copy(mitbih_dir / f"100.{ext}", tmp_path / f"100.{ext}")
+        rec = str(tmp_path / "100")
+    assert predict.main([str(model), rec, "--out-dir", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("predict.py: error:")
+    assert {"truncated": "not a readable ONNX model", "not-onnx": "not a readable ONNX model",
+            "no-metadata": "no LiteECG metadata", "other-fs": "does not resample"}[case] in err
+    assert not list((tmp_path / "out").glob("100.*")) if (tmp_path / "out").exists() else True
