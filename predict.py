@@ -25,8 +25,8 @@ record 100 with 2 s windows) see a padded window and are flagged ``edge_padded``
 The sampling rate is not adapted: a record whose fs differs from the model's is refused with
 one line (resample it first, e.g. with wfdb.processing.resample_multichan).
 
-Outputs in --out-dir (written into a temp folder / temp file, then renamed):
-  RECORD.<out-ext>       WFDB annotation file (wfdb.wrann), one beat symbol per predicted beat;
+Outputs in --out-dir (each written to a temp file, then renamed):
+  RECORD.<out-ext>       WFDB annotation file (MIT format, as wfdb.wrann writes it), one beat symbol per predicted beat;
                          class -> symbol by beats.CLASS_SYMBOL (a representative MIT-BIH
                          code of each class; read back with wfdb.rdann(path, "<out-ext>")).
   RECORD.<out-ext>.csv   sample, time_s, label, symbol, edge_padded, p_<class> per class.
@@ -43,9 +43,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +51,7 @@ import numpy as np
 from beats import CLASS_SYMBOL, LABEL_SCHEMES
 from cli import CliParser, DataError, UsageError, resolve_device, run_cli
 from metrics import classification_metrics, ec57_stats
+from wfdbio import annotation_bytes
 from utils import (PreprocConfig, atomic_write, beat_inputs, filtered_signal, read_record, read_signal,
                    windows_inside)
 
@@ -209,16 +208,11 @@ def format_comparison(c: dict, class_names: list[str]) -> list[str]:
 # ----------------------------------------------------------------------------------------------
 
 def write_annotations(out_dir: Path, rec: str, ext: str, samples: np.ndarray, symbols: list[str], fs: int) -> Path:
-    """wfdb.wrann into a temp folder beside the target, then rename (wrann writes in place)."""
-    import wfdb
-    tmp = Path(tempfile.mkdtemp(prefix=".predict-", dir=out_dir))
-    try:
-        wfdb.wrann(rec, ext, sample=samples.astype(np.int64), symbol=symbols, fs=fs, write_dir=str(tmp))
-        dest = out_dir / f"{rec}.{ext}"
-        os.replace(tmp / f"{rec}.{ext}", dest)
-        return dest
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    """RECORD.<ext> in MIT format (wfdbio.annotation_bytes: what wfdb.wrann writes), atomically."""
+    dest = out_dir / f"{rec}.{ext}"
+    data = annotation_bytes(samples, symbols, fs)
+    atomic_write(dest, lambda f: f.write(data))
+    return dest
 
 
 def write_csv(path: Path, samples, fs: int, labels, symbols, edge, prob, class_names) -> None:

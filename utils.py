@@ -36,6 +36,7 @@ import features
 from beats import BEAT_SYMBOLS, CLASS_NAMES, LABEL_SCHEMES, RR_FEATURES, rr_dim
 from cli import DataError, OutputError
 from config import DATA_DEFAULTS
+from wfdbio import read_annotations, read_header
 
 PIPELINE_VERSION = 2  # bump whenever the arrays this module produces would change (2: template, RR sets)
 
@@ -198,10 +199,9 @@ def _wfdb_download(db: str, dl_dir: str, records: list[str]) -> None:
 def read_signal(root: str | os.PathLike, rec: str, cfg: PreprocConfig) -> tuple[np.ndarray, str]:
     """One record's lead of `cfg.lead_policy` in physical units (mV): (signal float64 (n,), lead).
     Raises DataError for every way a signal can be unreadable."""
-    import wfdb
     path = str(Path(root) / rec)
     try:
-        hdr = wfdb.rdheader(path)
+        hdr = read_header(path)
     except Exception as e:
         raise DataError(f"record {rec}: cannot read header {path}.hea ({type(e).__name__}: {e})") from None
     if hdr.fs != cfg.fs:
@@ -229,6 +229,7 @@ def read_signal(root: str | os.PathLike, rec: str, cfg: PreprocConfig) -> tuple[
         if _plain_212(hdr, in_file):  # every MIT-BIH record
             d = _read_212(dat, hdr.sig_len, len(in_file), in_file.index(ch))
         else:
+            import wfdb
             d = wfdb.rdrecord(path, channels=[ch], physical=False).d_signal[:, 0]
     except Exception as e:
         raise DataError(f"record {rec}: cannot read ({type(e).__name__}: {e})") from None
@@ -293,53 +294,6 @@ def read_record(root: str | os.PathLike, rec: str, cfg: PreprocConfig):
         raise DataError(f"record {rec}: annotations lie outside the signal (corrupt .atr?)")
     is_beat = np.isin(sym, list(BEAT_SYMBOLS))
     return sig, samp[is_beat], sym[is_beat], lead
-
-
-_CODE_SYMBOLS: list[np.ndarray] = []  # filled on first use: importing wfdb costs ~0.5 s
-
-
-def _code_symbols() -> np.ndarray:
-    """MIT annotation code -> symbol (wfdb's table), (64,) <U1."""
-    if not _CODE_SYMBOLS:
-        from wfdb.io.annotation import ann_label_table
-        table = np.full(64, "", dtype="<U1")
-        table[ann_label_table.label_store.to_numpy()] = ann_label_table.symbol.to_numpy()
-        _CODE_SYMBOLS.append(table)
-    return _CODE_SYMBOLS[0]
-
-
-def read_annotations(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
-    """Read a WFDB annotation file in MIT format: (sample int64 (k,), symbol <U1 (k,)).
-
-    Same result as ``wfdb.rdann(...).sample/.symbol`` (tests check all 48 records) at a
-    fraction of the cost: wfdb builds Python objects per annotation, and reading annotations
-    was a third of the cold cache build. Each 16-bit word holds a 6-bit code A and a 10-bit
-    value I: A in 1..49 is an annotation I samples after the previous one; 59 SKIP (a 32-bit
-    interval follows, high word first), 60 NUM, 61 SUB, 62 CHN (modify the last annotation,
-    ignored here), 63 AUX (I bytes of text follow, padded to even); A = I = 0 ends the file.
-    """
-    words = np.fromfile(path, dtype="<u2").tolist()
-    t, i, n = 0, 0, len(words)
-    samples, codes = [], []
-    while i < n:
-        a, v = words[i] >> 10, words[i] & 0x3FF
-        i += 1
-        if a == 0 and v == 0:
-            break
-        if a == 59:  # SKIP: 32-bit interval, PDP-11 word order
-            hi, lo = words[i], words[i + 1]
-            skip = (hi << 16) | lo
-            t += skip - (1 << 32) if skip & 0x80000000 else skip
-            i += 2
-        elif a == 63:  # AUX text: skip it
-            i += (v + 1) // 2
-        elif a >= 60:  # NUM / SUB / CHN: do not move time
-            continue
-        else:
-            t += v
-            samples.append(t)
-            codes.append(a)
-    return np.asarray(samples, dtype=np.int64), _code_symbols()[np.asarray(codes, dtype=np.int64)]
 
 
 def bandpass(sig: np.ndarray, cfg: PreprocConfig) -> np.ndarray:
