@@ -287,7 +287,7 @@ def export_onnx(checkpoint: str, out: Path, int8: bool, calib_beats: int, runs: 
                                            "calibration": {"part": "train", "beats": int(len(cx)),
                                                            "records": parts["calib_records"]}}}
         q_bytes = with_metadata(quantize_int8(float_bytes, cx, crr), q_meta)
-        q_out = out.with_name(out.name[:-len(out.suffix)] + ".int8" + out.suffix)
+        q_out = sibling(out, ".int8", ".onnx")
         forms["int8"] = OnnxModel(q_bytes, name=str(q_out))
         atomic_write(q_out, lambda f: f.write(q_bytes))
         record["int8"] = {"file": str(q_out), "bytes": len(q_bytes), "calibration": q_meta["quantization"]["calibration"]}
@@ -308,10 +308,15 @@ def export_onnx(checkpoint: str, out: Path, int8: bool, calib_beats: int, runs: 
         record["latency_ms"]["note"] = f"batch 1, one thread, median of {runs} calls"
     for line in comparison_table(record):
         log(line)
-    rec_path = out.with_name(out.name[:-len(out.suffix)] + ".export.json")
+    rec_path = sibling(out, ".export", ".json")
     write_json(record, rec_path)
     log(f"wrote {rec_path}")
     return record
+
+
+def sibling(out: Path, tag: str, suffix: str) -> Path:
+    """A file beside `out` named after it: lite.onnx -> lite<tag><suffix> (lite.int8.onnx)."""
+    return out.with_name((out.stem if out.suffix else out.name) + tag + suffix)
 
 
 def comparison_table(record: dict) -> list[str]:

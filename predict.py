@@ -77,15 +77,43 @@ def build_parser() -> argparse.ArgumentParser:
 # Signal and beat positions
 # ----------------------------------------------------------------------------------------------
 
+def local_peaks(sig: np.ndarray, radius: int) -> np.ndarray:
+    """wfdb.processing.peaks.find_local_peaks, vectorised: the same peaks, about 50x faster.
+
+    wfdb scans sample by sample: i is a peak when sig[i] equals the maximum of
+    sig[max(0, i - radius) : i + radius]; after a peak it jumps `radius` samples ahead. Here every
+    sample's window maximum comes from one sliding-window view, and only the candidates (samples
+    equal to their window maximum) are scanned for the jump. XQRS spends ~95 % of its time in
+    wfdb's loop (record 100: ~2 of its 2.2 s); tests compare the two on real signals."""
+    sig = np.asarray(sig)
+    if sig.size == 0 or np.min(sig) == np.max(sig):
+        return np.empty(0)
+    pad = np.full(radius, -np.inf)
+    padded = np.concatenate([pad, sig.astype(np.float64), pad])
+    win = np.lib.stride_tricks.sliding_window_view(padded, 2 * radius)[:len(sig)]  # row i: [i - r, i + r)
+    candidates = np.flatnonzero(sig == win.max(1)).tolist()
+    peaks, next_free = [], -1
+    for c in candidates:  # the scan's jump: a peak makes the next `radius - 1` samples ineligible
+        if c >= next_free:
+            peaks.append(c)
+            next_free = c + radius
+    return np.array(peaks)
+
+
 def detect_beats(sig: np.ndarray, fs: int) -> np.ndarray:
     """R peaks by wfdb.processing XQRS (its own filtering; on record 100 within 1 sample of the
-    reference positions). -> sorted int64 samples."""
+    reference positions), with its local-peak search replaced by `local_peaks` (same peaks).
+    -> sorted int64 samples."""
     from wfdb import processing
+    from wfdb.processing import qrs
+    slow, qrs.find_local_peaks = qrs.find_local_peaks, local_peaks
     try:
-        qrs = processing.xqrs_detect(sig=sig, fs=fs, verbose=False)
+        found = processing.xqrs_detect(sig=sig, fs=fs, verbose=False)
     except Exception as e:
         raise DataError(f"XQRS beat detection failed ({type(e).__name__}: {e})") from None
-    return np.unique(np.asarray(qrs, dtype=np.int64))
+    finally:
+        qrs.find_local_peaks = slow
+    return np.unique(np.asarray(found, dtype=np.int64))
 
 
 # ----------------------------------------------------------------------------------------------

@@ -182,3 +182,9 @@ def test_an_export_that_differs_from_the_checkpoint_is_not_written(tmp_path, mon
     assert err.startswith("export.py: error: the ONNX export") and "not written" in err and "\n" not in err
     assert not list(tmp_path.glob("*.onnx")) and not list(tmp_path.glob("*.tmp"))
 
+
+
+@pytest.mark.parametrize("out,want", [("d/lite.onnx", "d/lite.int8.onnx"), ("d/lite", "d/lite.int8.onnx"),
+                                      ("d/a.b.onnx", "d/a.b.int8.onnx")])
+def test_int8_file_is_named_after_the_float_one(out, want):
+    assert export.sibling(Path(out), ".int8", ".onnx") == Path(want)

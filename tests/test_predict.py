@@ -314,3 +314,31 @@ def test_bad_onnx_input_is_one_line_exit_2(case, exported, mitbih_dir, tmp_path,
     assert {"truncated": "not a readable ONNX model", "not-onnx": "not a readable ONNX model",
             "no-metadata": "no LiteECG metadata", "other-fs": "does not resample"}[case] in err
     assert not list((tmp_path / "out").glob("100.*")) if (tmp_path / "out").exists() else True
+
+
+# ----------------------------------------------------------------------------------------------
+# The detector
+# ----------------------------------------------------------------------------------------------
+
+def test_local_peaks_are_wfdbs():
+    """Same peaks as wfdb.processing.peaks.find_local_peaks, ties and plateaus included (small
+    integer signals have many); wfdb's own loop needs more than radius + 1 samples."""
+    from wfdb.processing.peaks import find_local_peaks
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        r = int(rng.integers(1, 20))
+        x = rng.integers(0, 5, int(rng.integers(r + 2, 300))).astype(float)
+        np.testing.assert_array_equal(predict.local_peaks(x, r), np.asarray(find_local_peaks(x, r), int))
+    assert len(predict.local_peaks(np.ones(50), 3)) == 0
+
+
+def test_detection_is_xqrs_unchanged(mitbih_dir):
+    """detect_beats gives exactly wfdb's XQRS beats on record 232 and leaves wfdb as it was."""
+    from wfdb import processing
+    from wfdb.processing import qrs
+    original = qrs.find_local_peaks
+    sig, _, _, _ = read_record(mitbih_dir, "232", PreprocConfig())
+    sig = sig[:360 * 300]  # 5 minutes: wfdb's own loop takes ~0.5 s per minute
+    np.testing.assert_array_equal(predict.detect_beats(sig, 360),
+                                  np.unique(processing.xqrs_detect(sig=sig, fs=360, verbose=False)))
+    assert qrs.find_local_peaks is original
