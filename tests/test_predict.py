@@ -285,7 +285,7 @@ def test_onnx_predict_never_imports_torch(exported, on_100, mitbih_dir, tmp_path
     assert abs(len(wfdb.rdann(str(tmp_path / "xq" / "100"), "pred").sample) - N_BEATS_100) <= 5
 
 
-@pytest.mark.parametrize("case", ["truncated", "not-onnx", "no-metadata", "other-fs"])
+@pytest.mark.parametrize("case", ["truncated", "not-onnx", "no-metadata", "other-window", "other-fs"])
 def test_bad_onnx_input_is_one_line_exit_2(case, exported, mitbih_dir, tmp_path, capsys):
     import onnx
     onnx_file, _, _ = exported
@@ -298,6 +298,12 @@ def test_bad_onnx_input_is_one_line_exit_2(case, exported, mitbih_dir, tmp_path,
     elif case == "no-metadata":
         m = onnx.load(str(onnx_file))
         del m.metadata_props[:]
+        onnx.save(m, str(model))
+    elif case == "other-window":  # metadata that promises 1 s windows to a graph built for 2 s
+        m = onnx.load(str(onnx_file))
+        meta = json.loads(m.metadata_props[0].value)
+        meta["preprocessing"]["segment_sec"] = 1.0
+        m.metadata_props[0].value = json.dumps(meta)
         onnx.save(m, str(model))
     else:
         shutil.copy(onnx_file, model)
@@ -312,7 +318,8 @@ def test_bad_onnx_input_is_one_line_exit_2(case, exported, mitbih_dir, tmp_path,
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("predict.py: error:")
     assert {"truncated": "not a readable ONNX model", "not-onnx": "not a readable ONNX model",
-            "no-metadata": "no LiteECG metadata", "other-fs": "does not resample"}[case] in err
+            "no-metadata": "no LiteECG metadata", "other-window": "the metadata's preprocessing gives (batch, 1, 360)",
+            "other-fs": "does not resample"}[case] in err
     assert not list((tmp_path / "out").glob("100.*")) if (tmp_path / "out").exists() else True
 
 
