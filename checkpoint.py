@@ -46,6 +46,8 @@ class Checkpoint:
     stamp: str = ""                               # the run's timestamp (its file names)
     in_channels: int = 1                          # models.ModelIO (absent before: 1)
     rr_norm: bool = False                         # models.ModelIO (absent before: False)
+    rr_hidden: int = 0                            # models.ModelIO (absent before: 0)
+    feature_drop: float = 0.0                     # models.ModelIO (absent before: 0)
     kind: str = FINAL
     state_dict: dict | None = None
     best_val: dict = field(default_factory=dict)
@@ -109,6 +111,7 @@ class Checkpoint:
         """A freshly initialised model of this checkpoint's architecture and inputs."""
         return create_model(self.model_name, num_classes=self.num_classes, rr_dim=self.rr_dim,
                             fs=self.preproc.fs, in_channels=self.in_channels, rr_norm=self.rr_norm,
+                            rr_hidden=self.rr_hidden, feature_drop=self.feature_drop,
                             **self.model_config)
 
     def build_model(self, device: str | torch.device = "cpu", path: str | os.PathLike = "checkpoint") -> nn.Module:

@@ -38,6 +38,8 @@ TRAIN_DEFAULTS = {
     "weight_decay": 1e-4,
     "patience": 7,
     "focal_gamma": 2.0,
+    "rr_hidden": 0,         # per-beat feature branch of the head (models.ModelIO)
+    "feature_drop": 0.0,    # modality dropout of the waveform features (models.ModelIO)
     "bootstrap": 1000,      # bootstrap resamples for confidence intervals
     "seed": 1337,
     "device": "cuda",

@@ -57,6 +57,12 @@ def build_parser(suppress: bool = False) -> argparse.ArgumentParser:
         f"their ratios to the local mean; 'patient' = dimensionless, relative to the record's own rhythm "
         f"over minutes, with RR irregularity, standardised inside the model (default: {D['rr_features']}"
         + _preset("rr_features") + ")")
+    add("--rr-hidden", type=int, default=T["rr_hidden"], help="standardised per-beat features also pass "
+        "through a Linear + ReLU branch of this width into the head (needs --rr-features patient) (default: "
+        f"{T['rr_hidden']}" + _preset("rr_hidden") + ")")
+    add("--feature-drop", type=float, default=T["feature_drop"], help="training: probability of zeroing a beat's "
+        "waveform features so the head also learns from the per-beat features alone (needs --rr-features "
+        f"patient) (default: {T['feature_drop']}" + _preset("feature_drop") + ")")
     add("--template", action=argparse.BooleanOptionalAction, help="give the model a 2nd channel: the record's "
         f"running median beat (previous {D['template_beats']} beats, causal), beat and template on the template's scale "
         "instead of --normalize (default: off" + _preset("template") + ")")
@@ -132,6 +138,12 @@ def check_args(args: argparse.Namespace) -> None:
         raise UsageError(f"--class-limit must be >= 1, got {args.class_limit}")
     if args.threads is not None and args.threads < 1:
         raise UsageError(f"--threads must be >= 1, got {args.threads}")
+    if args.rr_hidden < 0 or not 0 <= args.feature_drop < 1:
+        raise UsageError(f"--rr-hidden must be >= 0 and --feature-drop in [0, 1), got {args.rr_hidden}, "
+                         f"{args.feature_drop}")
+    if (args.rr_hidden or args.feature_drop) and not (args.rr and args.rr_features != "local"):
+        raise UsageError("--rr-hidden and --feature-drop act on standardised per-beat features: use them with "
+                         "--rr --rr-features patient")
     if args.bootstrap < 0:
         raise UsageError(f"--bootstrap must be >= 0, got {args.bootstrap}")
     recs = [args.train_recs, args.val_recs, args.test_recs]

@@ -134,8 +134,10 @@ def model_spec(args: argparse.Namespace, cfg, num_classes: int) -> dict:
     The 'patient' feature set is standardised inside the model and never dropped out (rr_norm);
     the original 'local' set keeps its original treatment, so earlier results reproduce."""
     overrides = {} if args.coord is None else {"coord": args.coord}
+    rr_norm = bool(args.rr) and cfg.rr_features != "local"
     return dict(num_classes=num_classes, rr_dim=cfg.rr_dim if args.rr else 0, fs=cfg.fs,
-                in_channels=cfg.channels, rr_norm=bool(args.rr) and cfg.rr_features != "local",
+                in_channels=cfg.channels, rr_norm=rr_norm, rr_hidden=args.rr_hidden if rr_norm else 0,
+                feature_drop=args.feature_drop if rr_norm else 0.0,
                 model_config={**MODEL_CONFIGS[args.model], **overrides})
 
 

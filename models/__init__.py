@@ -46,11 +46,12 @@ def _accepted(cls: type) -> set[str]:
 
 def create_model(name: str, num_classes: int = len(CLASS_NAMES[DATA_DEFAULTS["classes"]]),
                  rr_dim: int = 0, fs: float = DATA_DEFAULTS["fs"], in_channels: int = 1,
-                 rr_norm: bool = False, **overrides) -> nn.Module:
+                 rr_norm: bool = False, rr_hidden: int = 0, feature_drop: float = 0.0, **overrides) -> nn.Module:
     """Build model `name` from config.MODEL_CONFIGS[name] merged with `overrides`; the other
     arguments describe its inputs and outputs (models.common.ModelIO: `fs` scales the CoordConv
     time coordinates to seconds, `in_channels` 2 adds the template channel, `rr_norm`
-    standardises the per-beat features inside the model)."""
+    standardises the per-beat features inside the model, `rr_hidden` and `feature_drop` shape
+    how the head uses them)."""
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; valid names: {', '.join(MODEL_NAMES)}")
     cls = MODELS[name]
@@ -59,7 +60,8 @@ def create_model(name: str, num_classes: int = len(CLASS_NAMES[DATA_DEFAULTS["cl
     if unknown:
         raise ValueError(f"{name} does not take {', '.join(unknown)}; "
                          f"its settings are: {', '.join(sorted(_accepted(cls)))}")
-    io = ModelIO(num_classes=num_classes, rr_dim=rr_dim, fs=float(fs), in_channels=in_channels, rr_norm=rr_norm)
+    io = ModelIO(num_classes=num_classes, rr_dim=rr_dim, fs=float(fs), in_channels=in_channels, rr_norm=rr_norm,
+                 rr_hidden=rr_hidden, feature_drop=feature_drop)
     return cls(io, **cfg)
 
 

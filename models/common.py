@@ -43,12 +43,21 @@ class ModelIO:
     in_channels   input channels per beat: 1 = the window, 2 = the window and its running template
     rr_norm       standardise the per-beat features inside the model (buffers rr_mean / rr_std, set
                   from the training part by `set_rr_stats`, saved in the state_dict) and never drop
-                  them out; False: they join unscaled, under dropout (the original --rr)."""
+                  them out; False: they join unscaled, under dropout (the original --rr).
+    rr_hidden     > 0: the standardised features also pass through a Linear(rr_dim, rr_hidden) + ReLU
+                  branch whose output joins the head too, so a linear head can use interactions
+                  (a short pre-RR *and* a long post-RR) and thresholds; 0 = the features alone.
+    feature_drop  training only: with this probability a beat's pooled waveform features are
+                  zeroed (the rest scaled by 1 / (1 - p)), so the head must also classify from
+                  the per-beat features alone: a modality dropout against morphology the training
+                  patients share but new patients may not."""
     num_classes: int
     rr_dim: int = 0
     fs: float = 360.0
     in_channels: int = 1
     rr_norm: bool = False
+    rr_hidden: int = 0
+    feature_drop: float = 0.0
 
 
 class BeatClassifier(nn.Module):
@@ -65,8 +74,14 @@ class BeatClassifier(nn.Module):
         self.io = io
         self.num_classes, self.rr_dim, self.feature_dim = io.num_classes, io.rr_dim, feature_dim
         self.in_channels, self.rr_norm = io.in_channels, io.rr_norm
+        if io.rr_hidden and not (io.rr_dim and io.rr_norm):
+            raise ValueError("rr_hidden needs standardised per-beat features (rr_dim > 0, rr_norm)")
+        if not 0 <= io.feature_drop < 1 or (io.feature_drop and not io.rr_dim):
+            raise ValueError(f"feature_drop must be in [0, 1) and needs per-beat features, got {io.feature_drop}")
         self.dropout = dropout
-        d_in = feature_dim + io.rr_dim
+        self.rr_hidden, self.feature_drop = io.rr_hidden, io.feature_drop
+        self.rr_branch = nn.Linear(io.rr_dim, io.rr_hidden) if io.rr_hidden else None
+        d_in = feature_dim + io.rr_dim + io.rr_hidden
         # a small MLP head (LDCNN-style) or a single linear layer; dropout is applied
         # functionally in forward (one module call fewer per layer at batch-1 latency)
         self.hidden = nn.Linear(d_in, head_hidden) if head_hidden else None
@@ -106,8 +121,13 @@ class BeatClassifier(nn.Module):
                 if drop:
                     f = F.dropout(f, self.dropout, True)
                     drop = False
+                if self.training and self.feature_drop:  # whole beats' waveform features: (B, 1) mask
+                    keep = torch.rand(f.shape[0], 1, device=f.device) >= self.feature_drop
+                    f = f * keep.to(f.dtype) / (1 - self.feature_drop)
                 rr = (rr.to(f.dtype) - self.rr_mean) / self.rr_std
-            f = torch.cat([f, rr.to(f.dtype)], dim=1)  # (B, D + rr_dim)
+                if self.rr_branch is not None:
+                    rr = torch.cat([rr, torch.relu(self.rr_branch(rr))], dim=1)  # (B, rr_dim + rr_hidden)
+            f = torch.cat([f, rr.to(f.dtype)], dim=1)  # (B, D + rr_dim [+ rr_hidden])
         elif rr is not None:
             raise ValueError("rr features were passed but the model was built with rr_dim=0")
         if drop:

@@ -132,6 +132,30 @@ def test_rr_features_path(name):
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
+def test_rr_branch_and_feature_drop(name):
+    """rr_hidden adds a Linear + ReLU branch on the standardised features; feature_drop zeroes
+    whole beats' waveform features in training only, so then the logits of a dropped beat depend
+    on its per-beat features alone; in eval mode nothing is dropped."""
+    torch.manual_seed(0)
+    m = create_model(name, rr_dim=8, rr_norm=True, rr_hidden=6, feature_drop=0.999)
+    assert m.rr_branch.weight.shape == (6, 8) and (m.hidden or m.fc).in_features == m.feature_dim + 8 + 6
+    x, rr = torch.randn(4, 1, 720), torch.rand(4, 8)
+    m.train()
+    other = torch.randn(4, 1, 720)
+    torch.manual_seed(1)  # the same masks for both calls (the head's own dropout too)
+    a = m(x, rr)
+    torch.manual_seed(1)
+    assert torch.allclose(a, m(other, rr))  # other waveforms, same features: same logits
+    m.eval()
+    with torch.no_grad():
+        assert not torch.allclose(m(x, rr), m(torch.randn(4, 1, 720), rr))
+    with pytest.raises(ValueError, match="rr_hidden"):
+        create_model(name, rr_dim=8, rr_norm=False, rr_hidden=6)
+    with pytest.raises(ValueError, match="feature_drop"):
+        create_model(name, rr_dim=0, feature_drop=0.5)
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
 def test_folded_inference_path_matches_and_never_goes_stale(name):
     """Eval + no-grad runs convs with BN folded in (cached); it must equal the plain path and
     follow every weight change: optimizer steps, load_state_dict, deepcopy."""
