@@ -12,7 +12,8 @@ from the same preprocessing, stored in the checkpoint or in the file's liteecg.j
 Where the beats are:
   - RECORD.atr exists (and no --detect): at its reference *beat* annotations (beats.BEAT_SYMBOLS,
     read by utils.read_record), so every reference beat gets exactly one label.
-  - otherwise: at the R peaks wfdb.processing's XQRS detector finds (said in one line).
+  - otherwise: at the R peaks wfdb.processing's XQRS detector finds (said in one line), with its
+    local-peak search vectorised (`local_peaks`: the same beats, ~12x faster).
 
 Preprocessing comes entirely from the model ("preprocessing" -> utils.PreprocConfig), and
 the model inputs come from the function the training cache is built with (utils.beat_inputs):
