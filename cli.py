@@ -5,7 +5,8 @@
 
 A user error is never a traceback: `run_cli` prints ``prog: error: <one line>`` on stderr and
 returns 2 for a bad command line or bad data (`UsageError`, `DataError`), 1 for an output that
-could not be written (`OutputError`), 130 for Ctrl-C. Imports no torch: summarize.py uses it.
+could not be written (`OutputError`) or a run that cannot go on (`RunError`: a process of a
+distributed run failed), 130 for Ctrl-C. Imports no torch: summarize.py uses it.
 """
 from __future__ import annotations
 
@@ -26,6 +27,11 @@ class OutputError(Exception):
     """An output file could not be written (disk full, permission denied): one line, exit 1."""
 
 
+class RunError(Exception):
+    """A run that cannot go on for a reason outside its input (another process of a distributed
+    run failed, or torchrun stopped this one): one line, exit code 1."""
+
+
 class CliParser(argparse.ArgumentParser):
     """argparse whose errors are one UsageError line instead of usage + message + exit."""
 
@@ -38,14 +44,18 @@ def log(msg: str) -> None:
     print(msg, flush=True)
 
 
-def run_cli(prog: str, body: Callable[[], int]) -> int:
-    """Run a CLI body: every user error becomes one line on stderr and a non-zero exit."""
+def run_cli(prog: str, body: Callable[[], int], user_errors: bool = True) -> int:
+    """Run a CLI body: every user error becomes one line on stderr and a non-zero exit.
+    `user_errors=False`: a bad command line or bad data exits 2 without the line (the other
+    processes of a distributed run on one machine: they read the same arguments and data as the
+    one that says it)."""
     try:
         return body()
     except (UsageError, DataError) as e:
-        print(f"{prog}: error: {e}", file=sys.stderr)
+        if user_errors:
+            print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
-    except OutputError as e:
+    except (OutputError, RunError) as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -299,14 +299,16 @@ class BeatTensors:
 
     def batches(self, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None):
         """Yield (x (B,C,T), rr (B,F), y (B,)) batches; a seeded generator makes shuffling repeatable."""
+        for i in self.batch_index(batch_size, shuffle, generator):
+            yield self.x[i], self.rr[i], self.y[i]
+
+    def batch_index(self, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None):
+        """The rows of each batch: a slice in order, or a tensor of indices into a seeded
+        permutation (the same on every process of a distributed run, which each take a shard)."""
         n = len(self)
         order = torch.randperm(n, generator=generator).to(self.y.device) if shuffle else None
         for s in range(0, n, batch_size):
-            if order is None:
-                yield self.x[s:s + batch_size], self.rr[s:s + batch_size], self.y[s:s + batch_size]
-            else:
-                i = order[s:s + batch_size]
-                yield self.x[i], self.rr[i], self.y[i]
+            yield slice(s, s + batch_size) if order is None else order[s:s + batch_size]
 
     def num_batches(self, batch_size: int) -> int:
         return (len(self) + batch_size - 1) // batch_size

@@ -35,18 +35,44 @@ def class_weights(y: np.ndarray, n_classes: int, mode: str = "inverse") -> torch
     return torch.tensor(w, dtype=torch.float32)
 
 
-def make_loss(focal: bool, gamma: float, weight: torch.Tensor | None):
-    """Cross-entropy, or focal loss -(1 - p_t)^gamma * log p_t (Lin et al. 2017), optionally weighted."""
-    def loss_fn(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        if not focal:
-            return F.cross_entropy(logits, y, weight=weight)
+class Loss:
+    """Cross-entropy, or focal loss -(1 - p_t)^gamma * log p_t (Lin et al. 2017), optionally
+    class-weighted. `loss(logits, y)` is the batch's (weighted) mean. A distributed run splits a
+    batch over processes: each computes `loss.sum(logits, y) / loss.normaliser(y of the whole
+    batch)`, and these shares add up to the batch's mean exactly (a weighted mean divides by the
+    batch's sum of weights, which the processes' own weighted means would not share)."""
+
+    def __init__(self, focal: bool, gamma: float, weight: torch.Tensor | None):
+        self.focal, self.gamma, self.weight = focal, gamma, weight
+
+    def _per_beat(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         logp = F.log_softmax(logits, 1).gather(1, y[:, None]).squeeze(1)  # (B,)
-        loss = -((1 - logp.exp()) ** gamma) * logp
-        if weight is not None:
-            w = weight[y]
+        return -((1 - logp.exp()) ** self.gamma) * logp
+
+    def __call__(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if not self.focal:
+            return F.cross_entropy(logits, y, weight=self.weight)
+        loss = self._per_beat(logits, y)
+        if self.weight is not None:
+            w = self.weight[y]
             return (loss * w).sum() / w.sum().clamp_min(1e-12)
         return loss.mean()
-    return loss_fn
+
+    def sum(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The numerator of the mean: the (weighted) sum over these rows."""
+        if not self.focal:
+            return F.cross_entropy(logits, y, weight=self.weight, reduction="sum")
+        loss = self._per_beat(logits, y)
+        return (loss * self.weight[y]).sum() if self.weight is not None else loss.sum()
+
+    def normaliser(self, y: torch.Tensor) -> torch.Tensor | int:
+        """The denominator of the mean over a batch with labels `y`: rows, or their sum of weights."""
+        return len(y) if self.weight is None else self.weight[y].sum().clamp_min(1e-12)
+
+
+def make_loss(focal: bool, gamma: float, weight: torch.Tensor | None) -> Loss:
+    """The training loss (see Loss)."""
+    return Loss(focal, gamma, weight)
 
 
 def lr_lambda(total_steps: int, warmup: int):
@@ -75,7 +101,8 @@ def predict(model: nn.Module, part: BeatTensors, batch_size: int, use_rr: bool,
     return p.argmax(1), p, (total.item() / len(part) if loss_fn is not None else float("nan"))
 
 
-def augment(x: torch.Tensor, fs: int, generator: torch.Generator) -> torch.Tensor:
+def augment(x: torch.Tensor, fs: int, generator: torch.Generator,
+            rows: tuple[int, int, int] | None = None) -> torch.Tensor:
     """Train-time perturbations of a batch of normalised windows (B, C, T), seeded:
     R-peak jitter (shift by up to 25 ms, edges repeated), amplitude x U(0.8, 1.2), baseline
     wander (0.1-0.5 Hz sine, amplitude <= 0.2) and white noise (sd 0.05). Why: in the
@@ -83,52 +110,82 @@ def augment(x: torch.Tensor, fs: int, generator: torch.Generator) -> torch.Tenso
     nuisances that differ between patients and recordings, not the beat classes.
     Channel 0 is the beat; further channels (the running template) are the record's average
     beat: they share the amplitude factor (the beat's size relative to it is kept) but are
-    neither shifted nor made noisy."""
-    b, c, t = x.shape
+    neither shifted nor made noisy.
+    `rows` (lo, hi, n): x is rows lo:hi of a batch of n (a distributed run's shard); the draws
+    are made for all n rows and rows lo:hi used, so each process perturbs its rows exactly as
+    one process would."""
+    lo, hi, b = rows or (0, len(x), len(x))
+    _, c, t = x.shape
     dev = x.device
 
-    def u(lo: float, hi: float, *shape: int) -> torch.Tensor:
-        return (lo + (hi - lo) * torch.rand(*shape, generator=generator)).to(dev)
+    def u(a: float, z: float, *shape: int) -> torch.Tensor:
+        return (a + (z - a) * torch.rand(*shape, generator=generator))[lo:hi].to(dev)
 
-    shift = torch.randint(-int(0.025 * fs), int(0.025 * fs) + 1, (b, 1), generator=generator).to(dev)
+    shift = torch.randint(-int(0.025 * fs), int(0.025 * fs) + 1, (b, 1), generator=generator)[lo:hi].to(dev)
     idx = (torch.arange(t, device=dev) + shift).clamp_(0, t - 1)  # (B, T)
     beat = x[:, :1].gather(2, idx.unsqueeze(1))  # (B, 1, T)
     time = torch.arange(t, device=dev) / fs  # (T,) seconds
     wander = u(0, 0.2, b, 1) * torch.sin(2 * math.pi * u(0.1, 0.5, b, 1) * time + u(0, 2 * math.pi, b, 1))
-    noise = 0.05 * torch.randn(beat.shape, generator=generator).to(dev)
+    noise = 0.05 * torch.randn((b, 1, t), generator=generator)[lo:hi].to(dev)
     scale = u(0.8, 1.2, b, 1, 1)
     beat = beat * scale + wander.unsqueeze(1) + noise
     return beat if c == 1 else torch.cat([beat, x[:, 1:] * scale], 1)
 
 
-def train_one_epoch(model, part: BeatTensors, opt, sched, loss_fn, batch_size: int, use_rr: bool,
+def train_one_epoch(model, part: BeatTensors, opt, sched, loss_fn: Loss, batch_size: int, use_rr: bool,
                     generator: torch.Generator, bar_desc: str, quiet: bool,
-                    augment_fs: int | None = None) -> tuple[float, np.ndarray]:
-    """One pass over the training part -> (mean loss, predictions in visiting order + labels)."""
+                    augment_fs: int | None = None, world=None) -> tuple[float, np.ndarray]:
+    """One pass over the training part -> (mean loss, predictions in visiting order + labels).
+
+    `world` (distributed.World of a distributed run): `model` is the DDP-wrapped one, and this
+    process trains on its shard of every batch with its share of the batch's mean loss (see
+    distributed.py), so the averaged gradient is the whole batch's. The mean loss and the
+    predictions returned are all processes' (the predictions as (prediction, label) pairs in
+    class order rather than visiting order: what the F1 needs, from one collective)."""
     from tqdm import tqdm
     model.train()
+    shards = world is not None and world.distributed
     # The loss sum and the predictions stay on the device: reading them every step (.item(),
     # .cpu()) would make a GPU wait for each step to finish before queueing the next.
     total = torch.zeros((), dtype=torch.float64, device=part.y.device)
     seen, preds, labels = 0, [], []
-    bar = tqdm(part.batches(batch_size, shuffle=True, generator=generator), total=part.num_batches(batch_size),
+    bar = tqdm(part.batch_index(batch_size, shuffle=True, generator=generator), total=part.num_batches(batch_size),
                desc=bar_desc, leave=False, disable=quiet or None, dynamic_ncols=True)
-    for step, (x, rr, y) in enumerate(bar):
+    for step, i in enumerate(bar):
+        n, lo, hi, keep = len(i), 0, len(i), True
+        if shards:
+            lo, hi = world.shard(n)
+            if lo == hi:  # fewer rows than processes: a copied row with weight 0 keeps this one in step
+                lo, hi, keep = 0, 1, False
+        x, rr, y = part.x[i[lo:hi]], part.rr[i[lo:hi]], part.y[i[lo:hi]]
         if augment_fs:
-            x = augment(x, augment_fs, generator)
+            x = augment(x, augment_fs, generator, (lo, hi, n) if shards else None)
         logits = model(x, rr if use_rr else None)
-        loss = loss_fn(logits, y)
+        if shards:  # this process's share of the batch's mean; x size: DDP averages the gradients
+            loss = loss_fn.sum(logits, y) * float(keep) / loss_fn.normaliser(part.y[i])
+            step_loss = loss * world.size
+        else:
+            loss = step_loss = loss_fn(logits, y)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        step_loss.backward()
         opt.step()
         sched.step()
-        total += loss.detach().double() * len(y)
-        seen += len(y)
-        preds.append(logits.detach().argmax(1))
-        labels.append(y)
+        total += loss.detach().double() * n
+        seen += n
+        if keep:
+            preds.append(logits.detach().argmax(1))
+            labels.append(y)
+        if shards:
+            world.stop_check(step)
         if not bar.disable and step % 20 == 0:  # the progress bar's loss: a sync every 20 steps
-            bar.set_postfix(loss=f"{total.item() / seen:.4f}")
-    return total.item() / seen, np.stack([torch.cat(preds).cpu().numpy(), torch.cat(labels).cpu().numpy()])
+            bar.set_postfix(loss=f"{total.item() * (world.size if shards else 1) / seen:.4f}")
+    if not shards:
+        return total.item() / seen, np.stack([torch.cat(preds).cpu().numpy(), torch.cat(labels).cpu().numpy()])
+    c = logits.shape[1]  # all processes' (label, prediction) counts -> pairs
+    codes = torch.cat([yy * c + pp for yy, pp in zip(labels, preds)]) if labels else part.y[:0]
+    counts = world.sum_(torch.bincount(codes, minlength=c * c))
+    pairs = np.repeat(np.arange(c * c), counts.cpu().numpy())
+    return world.sum_(total).item() / seen, np.stack([pairs % c, pairs // c])
 
 
 def evaluate_part(model: nn.Module, part: BeatTensors, y: np.ndarray, record: np.ndarray,

@@ -29,8 +29,10 @@ from report import build_report, write_report
 
 def test_and_report(model, data, splits, ckpt: Checkpoint, ckpt_path, report_path: Path,
                     args: argparse.Namespace, device, *, stamp: str, history: list[dict], t_start: float,
-                    interrupted: bool = False, extra: dict | None = None, log=log) -> dict:
-    """Evaluate `model` once on the split's test part, profile it, write the report -> test metrics."""
+                    interrupted: bool = False, extra: dict | None = None, world: dict | None = None,
+                    log=log) -> dict:
+    """Evaluate `model` once on the split's test part, profile it, write the report -> test metrics.
+    `world`: where a distributed run trained (distributed.World.describe()); default one process."""
     te = BeatTensors(data, splits.test, device)
     test = evaluate_part(model, te, data.y[splits.test], data.record[splits.test], data.class_names,
                          grouped=splits.mode != "stratified", bootstrap=args.bootstrap, seed=args.seed,
@@ -41,7 +43,7 @@ def test_and_report(model, data, splits, ckpt: Checkpoint, ckpt_path, report_pat
         args=vars(args), class_names=data.class_names, preprocessing=data.config.to_dict(),
         dataset={**splits.summary(data), "leads": data.leads}, test=test, best_val=ckpt.best_val,
         history=history, model_metrics=mm, device=device, seed=args.seed,
-        t_total=time.perf_counter() - t_start, interrupted=interrupted)
+        t_total=time.perf_counter() - t_start, interrupted=interrupted, world=world)
     write_report({**report, **(extra or {})}, report_path)
     return test
 

@@ -41,7 +41,7 @@ def build_parser(suppress: bool = False) -> argparse.ArgumentParser:
     g = p.add_argument_group("model and training")
     add("--model", default=T["model"], choices=MODEL_NAMES, help=f"architecture (default: {T['model']})")
     add("--epochs", type=int, default=T["epochs"], help=f"maximum epochs (default: {T['epochs']})")
-    add("--batch-size", type=int, default=T["batch_size"], help=f"batch size (default: {T['batch_size']})")
+    add("--batch-size", type=int, default=T["batch_size"], help=f"batch size; under torchrun the global batch, split over the processes (default: {T['batch_size']})")
     add("--lr", type=float, default=T["lr"], help=f"peak learning rate of AdamW (default: {T['lr']})")
     add("--weight-decay", type=float, default=T["weight_decay"], help=f"AdamW weight decay (default: {T['weight_decay']})")
     add("--patience", type=int, default=T["patience"], help=f"early-stopping patience in epochs on val macro-F1 (default: {T['patience']})")
@@ -175,14 +175,15 @@ def data_kwargs(args: argparse.Namespace) -> dict:
                 download=not args.no_download, cv=getattr(args, "cv", None))
 
 
-def prepare_run(args: argparse.Namespace, log) -> tuple:
+def prepare_run(args: argparse.Namespace, log, make_out_dir: bool = True) -> tuple:
     """Check the arguments, set the CPU threads, pick the device and make --out-dir writable
-    -> (device, out_dir). The common start of a training and an evaluation run."""
+    -> (device, out_dir). The common start of a training and an evaluation run.
+    `make_out_dir` False: a process that writes nothing (a distributed run's ranks but 0)."""
     import torch
     check_args(args)
     if args.threads:
         torch.set_num_threads(args.threads)
-    return resolve_device(args.device, log), prepare_out_dir(args.out_dir)
+    return resolve_device(args.device, log), (prepare_out_dir(args.out_dir) if make_out_dir else Path(args.out_dir))
 
 
 def prepare_out_dir(out_dir: str) -> Path:

@@ -13,6 +13,7 @@ import platform
 import resource
 import subprocess
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -22,6 +23,14 @@ REPORT_SCHEMA = 1
 
 # The schema. Numbers may be int where a float is expected; nested dicts are checked recursively.
 _NUM = (int, float)
+
+
+class Since(NamedTuple):
+    """A field added after schema 1: checked when present, absent from older reports (which
+    must stay readable: summarize.py skips a report that fails the check)."""
+    kind: object
+
+
 REPORT_FIELDS: dict[str, object] = {
     "schema_version": int, "model": str, "timestamp": str, "checkpoint": str, "args": dict,
     "classes": list, "preprocessing": dict, "best_val": dict, "peak_rss_bytes": int,
@@ -33,7 +42,9 @@ REPORT_FIELDS: dict[str, object] = {
                       "flops": int, "latency_median_ms": _NUM, "latency_p90_ms": _NUM,
                       "throughput_beats_per_s": _NUM, "peak_memory_bytes": int},
     "history": list, "timing": {"total_seconds": _NUM},
-    "environment": {"python": str, "torch": str, "device": str, "threads": int, "seed": int},
+    "environment": {"python": str, "torch": str, "device": str, "threads": int, "seed": int,
+                    # the processes that trained (distributed.py); 1, None, [device] for one process
+                    "world_size": Since(int), "backend": Since((str, type(None))), "devices": Since(list)},
 }
 _NUM_OR_NONE = (int, float, type(None))  # None: the run had no validation part (--cv's final fit)
 HISTORY_FIELDS = {"epoch": int, "train_loss": _NUM, "train_f1": _NUM, "val_loss": _NUM_OR_NONE,
@@ -45,6 +56,10 @@ def validate_report(report: dict, fields: dict = REPORT_FIELDS, where: str = "re
     if not isinstance(report, dict):
         raise ValueError(f"{where} is not an object")
     for key, kind in fields.items():
+        if isinstance(kind, Since):
+            if key not in report:
+                continue
+            kind = kind.kind
         if key not in report:
             raise ValueError(f"{where}.{key} is missing")
         if isinstance(kind, dict):
@@ -88,10 +103,14 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def environment(device, seed: int) -> dict:
+def environment(device, seed: int, world: dict | None = None) -> dict:
+    """Versions, device, threads, seed, commit, machine; and the processes that trained
+    (`world`: world_size, backend, devices from distributed.World.describe(); default one process,
+    no process group, `device`)."""
     import torch
+    world = world or {"world_size": 1, "backend": None, "devices": [str(device)]}
     return {**versions(), "device": str(device), "threads": torch.get_num_threads(), "seed": seed,
-            "git_commit": git_commit(), "platform": platform.platform(), "cpu": cpu_name()}
+            "git_commit": git_commit(), "platform": platform.platform(), "cpu": cpu_name(), **world}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -100,7 +119,8 @@ def environment(device, seed: int) -> dict:
 
 def build_report(*, model_name: str, stamp: str, ckpt_path, args: dict, class_names: list[str],
                  preprocessing: dict, dataset: dict, test: dict, best_val: dict, history: list[dict],
-                 model_metrics: dict, device, seed: int, t_total: float, interrupted: bool) -> dict:
+                 model_metrics: dict, device, seed: int, t_total: float, interrupted: bool,
+                 world: dict | None = None) -> dict:
     """A report with the documented schema, from what a run measured."""
     mean = lambda key: float(np.mean([h[key] for h in history])) if history else None  # noqa: E731
     return {
@@ -111,7 +131,7 @@ def build_report(*, model_name: str, stamp: str, ckpt_path, args: dict, class_na
         "timing": {"total_seconds": t_total, "epoch_seconds_mean": mean("seconds"),
                    "train_beats_per_s": mean("train_beats_per_s"), "interrupted": bool(interrupted)},
         "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-        "environment": environment(device, seed),
+        "environment": environment(device, seed, world),
     }
 
 

@@ -4,9 +4,14 @@
     python summarize.py runs/sweep --out runs/sweep/summary
 
 Writes into --out (default: the report folder), each file atomically (temp file + rename):
-  leaderboard.md    Markdown table, also printed to stdout
+  leaderboard.md    Markdown table, one row per run, also printed to stdout
   leaderboard.csv   the same rows with raw numbers (one column per value)
-  plots/frontier.png            test macro-F1 vs MACs (log x), one labelled point per run
+  leaderboard_classes.md        per-class EC57 Se / +P and F1 of every run
+  leaderboard_seeds.md / .csv   one row per experiment (runs that differ only in their seed):
+                                n, the seeds, mean ± std of the test figures (printed too
+                                when some experiment has several seeds)
+  plots/frontier.png            test macro-F1 vs MACs (log x), one labelled point per
+                                experiment: its mean, with a ±1 std error bar over several seeds
   plots/confusion_<run>.png     row-normalised test confusion matrix (recall per class)
   plots/curves_<run>.png        training curves: train/val loss and train/val macro-F1 per epoch
 
@@ -114,6 +119,8 @@ COLUMNS: list[Column] = [
     Column("model", lambda rep: str(rep["model"]), "model"),
     Column("split", lambda rep: str(_get(rep, "dataset", "split") or _get(rep, "args", "split") or "-"), "split"),
     Column("classes", _scheme, "classes"),
+    Column("seed", lambda rep: _get(rep, "args", "seed"), "seed",
+           lambda r: "-" if r["seed"] is None else str(r["seed"])),
     Column("macro_f1", lambda rep: _num(rep["test"]["macro_f1"]), "macro-F1 [95% CI]", _f1_ci),
     Column("macro_f1_low", lambda rep: _num(_get(rep, "test", "ci", "macro_f1", "low"))),
     Column("macro_f1_high", lambda rep: _num(_get(rep, "test", "ci", "macro_f1", "high"))),
@@ -243,29 +250,32 @@ def _pareto(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
     return front
 
 
-def plot_frontier(rows: list[dict]) -> bytes | None:
-    """Test macro-F1 vs MACs (log x): the size/accuracy frontier, one colour per split/scheme."""
-    pts = [r for r in rows if r["macs"] and r["macs"] > 0]
+def plot_frontier(groups: list[dict]) -> bytes | None:
+    """Test macro-F1 vs MACs (log x): the size/accuracy frontier, one colour per split/scheme.
+    One point per experiment (seed_groups): a single run's macro-F1, or the mean over its seeds
+    with a ±1 std error bar and "(n=K)" in its label."""
+    pts = [g for g in groups if g["macs"] and g["macs"] > 0 and g["macro_f1_mean"] is not None]
     if not pts:
         return None
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7.5, 5))
-    groups = sorted({(r["split"], r["classes"]) for r in pts})
-    for i, g in enumerate(groups):
-        rs = [r for r in pts if (r["split"], r["classes"]) == g]
+    kinds = sorted({(g["split"], g["classes"]) for g in pts})
+    for i, kind in enumerate(kinds):
+        gs = [g for g in pts if (g["split"], g["classes"]) == kind]
         c = f"C{i % 10}"
-        ax.scatter([r["macs"] for r in rs], [r["macro_f1"] for r in rs], color=c, s=40, zorder=3,
-                   label=f"{g[0]} / {g[1]}")
-        for r in rs:
-            ax.annotate(r["model"], (r["macs"], r["macro_f1"]), textcoords="offset points",
-                        xytext=(5, 4), fontsize=8)
-        front = _pareto([(r["macs"], r["macro_f1"]) for r in rs])
+        ax.errorbar([g["macs"] for g in gs], [g["macro_f1_mean"] for g in gs],
+                    yerr=[g["macro_f1_std"] if g["n"] > 1 else 0.0 for g in gs], fmt="o", color=c, ms=6,
+                    capsize=3, zorder=3, label=f"{kind[0]} / {kind[1]}")
+        for g in gs:
+            ax.annotate(g["model"] + (f" (n={g['n']})" if g["n"] > 1 else ""), (g["macs"], g["macro_f1_mean"]),
+                        textcoords="offset points", xytext=(5, 4), fontsize=8)
+        front = _pareto([(g["macs"], g["macro_f1_mean"]) for g in gs])
         if len(front) > 1:
             ax.step(*zip(*front), where="post", color=c, alpha=0.4, lw=1)
     ax.set_xscale("log")
     ax.margins(x=0.12, y=0.08)  # room for the labels of the extreme points
     ax.set_xlabel("MACs per beat (log scale)")
-    ax.set_ylabel("test macro-F1")
+    ax.set_ylabel("test macro-F1 (mean ± std over seeds)" if any(g["n"] > 1 for g in pts) else "test macro-F1")
     ax.set_title("Size / accuracy frontier")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8, title="split / classes", title_fontsize=8)
@@ -368,7 +378,8 @@ def seed_groups(loaded: list[tuple[Path, dict, dict]]) -> list[dict]:
     out = []
     for (split, model, classes, _), runs in sorted(groups.items()):
         g = {"model": model, "split": split, "classes": classes, "n": len(runs),
-             "seeds": " ".join(str(_get(rep, "args", "seed", default="-")) for rep, _ in runs)}
+             "seeds": " ".join(str(_get(rep, "args", "seed", default="-")) for rep, _ in runs),
+             "macs": next((r["macs"] for _, r in runs if r["macs"] is not None), None)}  # one architecture
         for c in SEED_STATS:
             vals = [r[c.key] for _, r in runs if r[c.key] is not None]
             g[f"{c.key}_mean"] = sum(vals) / len(vals) if vals else None
@@ -414,7 +425,7 @@ def write_outputs(out: Path, rows: list[dict], md: str, loaded: list, warn, plot
     write_bytes(files[4], seed_csv(groups).encode())
     if not plots:
         return files
-    png = plot_frontier(rows)
+    png = plot_frontier(groups)
     if png:
         files.append(out / "plots" / "frontier.png")
         write_bytes(files[-1], png)
@@ -455,6 +466,9 @@ def summarize(folder: str | os.PathLike, out: str | os.PathLike | None = None, p
     except OSError as e:  # read-only folder, disk full...
         raise SummaryError(f"cannot write into {out} ({e.strerror or e})") from None
     log(md.rstrip("\n"))
+    groups = seed_groups(loaded)
+    if any(g["n"] > 1 for g in groups):  # repeats: their mean ± std too (leaderboard_seeds.md)
+        log("\nMean ± std over seeds:\n\n" + seed_table(groups).rstrip("\n"))
     log(f"\n{len(rows)} run(s); wrote {', '.join(str(f) for f in files[:5])} and {len(files) - 5} plot(s)"
         + (f" in {out / 'plots'}" if plots else ""))
     return {"rows": rows, "markdown": md, "files": files}

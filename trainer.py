@@ -28,6 +28,7 @@ import torch
 import evaluate
 from checkpoint import FINAL, TRAINING_KEYS, TRAINING_STATE, Checkpoint
 from cli import UsageError, log, run_cli
+from distributed import World, launch_env
 from config import MODEL_CONFIGS
 from dataset import DS1, BeatTensors, interpatient_folds, limit_per_class, load_split
 from engine import class_weights, lr_lambda, make_loss, predict, train_one_epoch
@@ -63,19 +64,25 @@ class FitOptions:
 
 def fit(model, tr: BeatTensors, va: BeatTensors | None, class_names: list[str], opts: FitOptions,
         state: dict, save_state: Callable[[dict], None], device, log=log,
-        on_epoch: Callable[[int, np.ndarray, float], None] | None = None) -> dict:
+        on_epoch: Callable[[int, np.ndarray, float], None] | None = None, world: World | None = None) -> dict:
     """Train with early stopping on validation macro-F1; returns the state (best weights,
     history, ...). After every epoch `save_state(state)` persists it for --resume (before the
     epoch's line is printed), and `on_epoch(epoch, val predictions, val loss)` sees the epoch's
     validation (cross-validation collects held-out predictions so). Without a validation part
     (`va` None) the last epoch is the best. Ctrl-C stops cleanly after marking the state
-    interrupted; the caller evaluates the best weights."""
+    interrupted; the caller evaluates the best weights.
+
+    `world` (a distributed run, see distributed.py): every process trains its shard of each
+    batch; rank 0 alone validates, keeps the state and logs, and its early-stopping decision
+    and any process's Ctrl-C reach all processes at the same step."""
+    world = world or World()
     use_rr = model.rr_dim > 0
     if model.rr_norm and state["epoch"] == 0:  # standardisation from the training part (resumed: in the weights)
         model.set_rr_stats(tr.rr)
     weight = (class_weights(tr.y.cpu().numpy(), len(class_names), opts.class_weights).to(device)
               if opts.class_weights else None)
     loss_fn = make_loss(opts.focal, opts.focal_gamma, weight)
+    net = world.wrap(model)  # DDP under torchrun (it averages the gradients); `model` stays the bare module
     opt = torch.optim.AdamW(model.parameters(), lr=opts.lr, weight_decay=opts.weight_decay)
     steps = opts.epochs * tr.num_batches(opts.batch_size)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(steps, warmup=min(200, steps // 10 + 1)))
@@ -83,49 +90,59 @@ def fit(model, tr: BeatTensors, va: BeatTensors | None, class_names: list[str], 
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["torch_rng"])
+    world.defer_sigint = True  # a distributed run's Ctrl-C waits for the next shared check (distributed.py)
     try:
         for epoch in range(state["epoch"] + 1, (opts.stop_epoch or opts.epochs) + 1):
             t0 = time.perf_counter()
             gen = torch.Generator().manual_seed(opts.seed * 1000 + epoch)  # per-epoch order: resumable
-            tr_loss, (tp, ty) = train_one_epoch(model, tr, opt, sched, loss_fn, opts.batch_size, use_rr,
+            world.seed_dropout(opts.seed, epoch)
+            tr_loss, (tp, ty) = train_one_epoch(net, tr, opt, sched, loss_fn, opts.batch_size, use_rr,
                                                 gen, f"epoch {epoch}/{opts.epochs}", opts.quiet,
-                                                augment_fs=opts.augment_fs)
+                                                augment_fs=opts.augment_fs, world=world)
             t_train = time.perf_counter() - t0
-            va_m, va_loss = {"macro_f1": None, "accuracy": None}, None
-            if va is not None:
-                vp, _, va_loss = predict(model, va, opts.batch_size, use_rr, loss_fn)
-                va_m = classification_metrics(va.y.cpu().numpy(), vp, class_names)
-                if on_epoch:
-                    on_epoch(epoch, vp, va_loss)
-            tr_f1 = classification_metrics(ty, tp, class_names)["macro_f1"]
-            sec = time.perf_counter() - t0
-            row = dict(epoch=epoch, train_loss=tr_loss, train_f1=tr_f1, val_loss=va_loss,
-                       val_f1=va_m["macro_f1"], val_accuracy=va_m["accuracy"],
-                       lr=opt.param_groups[0]["lr"], seconds=sec, train_seconds=t_train,
-                       train_beats_per_s=len(tr) / t_train)
-            state["history"].append(row)
-            better = va is None or va_m["macro_f1"] > state["best_val"].get("macro_f1", -1.0)
-            if better:
-                state["best_val"] = dict(epoch=epoch, macro_f1=va_m["macro_f1"],
-                                         accuracy=va_m["accuracy"], loss=va_loss)
-                state["best_state"] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-                state["bad_epochs"] = 0
-            else:
-                state["bad_epochs"] += 1
-            state.update(epoch=epoch, model_state=model.state_dict(), optimizer=opt.state_dict(),
-                         scheduler=sched.state_dict(), torch_rng=torch.get_rng_state())
-            # state first, then the line: whoever acts on the line finds the state on disk
-            save_state(state)
-            val = (f" | val loss {va_loss:.4f} F1 {va_m['macro_f1']:.4f}" if va is not None else "")
-            log(f"epoch {epoch:3d}/{opts.epochs}  train loss {tr_loss:.4f} F1 {tr_f1:.4f}{val} | "
-                f"lr {row['lr']:.2e} | {sec:5.1f} s ({row['train_beats_per_s']:.0f} beats/s)"
-                f"{'  *best' if better and va is not None else ''}")
-            if state["bad_epochs"] >= opts.patience:
+            early_stop = False
+            if world.is_main:  # rank 0 validates, keeps the state and prints; the others await its decision
+                va_m, va_loss = {"macro_f1": None, "accuracy": None}, None
+                if va is not None:
+                    vp, _, va_loss = predict(model, va, opts.batch_size, use_rr, loss_fn)
+                    va_m = classification_metrics(va.y.cpu().numpy(), vp, class_names)
+                    if on_epoch:
+                        on_epoch(epoch, vp, va_loss)
+                tr_f1 = classification_metrics(ty, tp, class_names)["macro_f1"]
+                sec = time.perf_counter() - t0
+                row = dict(epoch=epoch, train_loss=tr_loss, train_f1=tr_f1, val_loss=va_loss,
+                           val_f1=va_m["macro_f1"], val_accuracy=va_m["accuracy"],
+                           lr=opt.param_groups[0]["lr"], seconds=sec, train_seconds=t_train,
+                           train_beats_per_s=len(tr) / t_train)
+                state["history"].append(row)
+                better = va is None or va_m["macro_f1"] > state["best_val"].get("macro_f1", -1.0)
+                if better:
+                    state["best_val"] = dict(epoch=epoch, macro_f1=va_m["macro_f1"],
+                                             accuracy=va_m["accuracy"], loss=va_loss)
+                    state["best_state"] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+                    state["bad_epochs"] = 0
+                else:
+                    state["bad_epochs"] += 1
+                state.update(epoch=epoch, model_state=model.state_dict(), optimizer=opt.state_dict(),
+                             scheduler=sched.state_dict(), torch_rng=torch.get_rng_state())
+                # state first, then the line: whoever acts on the line finds the state on disk
+                save_state(state)
+                val = (f" | val loss {va_loss:.4f} F1 {va_m['macro_f1']:.4f}" if va is not None else "")
+                log(f"epoch {epoch:3d}/{opts.epochs}  train loss {tr_loss:.4f} F1 {tr_f1:.4f}{val} | "
+                    f"lr {row['lr']:.2e} | {sec:5.1f} s ({row['train_beats_per_s']:.0f} beats/s)"
+                    f"{'  *best' if better and va is not None else ''}")
+                early_stop = state["bad_epochs"] >= opts.patience
+            early_stop, interrupted = world.any(early_stop, world.interrupt_seen)
+            if early_stop:
                 log(f"early stopping: no val macro-F1 gain for {opts.patience} epochs")
                 break
+            if interrupted:  # a distributed run's Ctrl-C, seen after the epoch's last check
+                raise KeyboardInterrupt
     except KeyboardInterrupt:
         state["interrupted"] = True
         log("\ninterrupted: evaluating the best model so far")
+    finally:
+        world.defer_sigint = False
     return state
 
 
@@ -199,14 +216,23 @@ def cross_validate(args: argparse.Namespace, data, device, log=log) -> dict:
             "best": best, "per_epoch": per_epoch, "seconds": time.perf_counter() - t0}
 
 
-def train(args: argparse.Namespace, given: set[str], log=log) -> int:
-    """A training run (new, or resumed from args.resume): data -> model -> fit -> test -> write."""
+def train(args: argparse.Namespace, given: set[str], log=log, world: World | None = None) -> int:
+    """A training run (new, or resumed from args.resume): data -> model -> fit -> test -> write.
+    `world`: this process's place in a distributed run (torchrun); rank 0 writes everything."""
+    world = world or World()
     resumed = Checkpoint.load(args.resume) if args.resume else None
     if resumed:
         if resumed.kind != TRAINING_STATE:
             raise UsageError(f"{args.resume} is a final checkpoint; resume from the .last.pt file of the run")
         args = adopt_checkpoint_args(args, given, resumed.args, args.resume)
-    device, out_dir = prepare_run(args, log)
+    device, out_dir = prepare_run(args, log, make_out_dir=world.is_main)
+    if world.distributed:
+        if args.cv:
+            raise UsageError("--cv trains its folds in one process: run it with python trainer.py, not torchrun")
+        if args.batch_size < world.size:
+            raise UsageError(f"--batch-size {args.batch_size} is the global batch, split over {world.size} "
+                             f"processes: give at least {world.size}")
+    device = world.start(device)  # torchrun: joins the process group (gloo on the CPU, nccl on GPUs)
     cfg = resumed.preproc if resumed else preproc_from_args(args)
     t_start = time.perf_counter()
 
@@ -216,7 +242,8 @@ def train(args: argparse.Namespace, given: set[str], log=log) -> int:
     if args.cv_only:  # exploring: the folds' scores, no final model, DS2 untouched
         path = out_dir / f"cv_report_{args.model}_{time.strftime('%Y%m%d_%H%M%S')}.json"
         write_json({"model": args.model, "args": vars(args), "preprocessing": cfg.to_dict(),
-                    "classes": data.class_names, "cv": cv, "environment": environment(device, args.seed)}, path)
+                    "classes": data.class_names, "cv": cv,
+                    "environment": environment(device, args.seed, world.describe())}, path)
         log(f"wrote {path} (cross-validation inside DS1 only; DS2 was not evaluated)")
         return 0
 
@@ -246,19 +273,28 @@ def train(args: argparse.Namespace, given: set[str], log=log) -> int:
 
     # fit
     tr = BeatTensors(data, splits.train, device)
-    va = BeatTensors(data, splits.val, device) if len(splits.val) else None  # none: --cv's final fit
+    # none: --cv's final fit; in a distributed run only rank 0 validates
+    va = BeatTensors(data, splits.val, device) if len(splits.val) and world.is_main else None
     opts = FitOptions.from_args(args)
+    opts.quiet = opts.quiet or not world.is_main  # one progress bar
     if cv:
         opts.stop_epoch = cv["chosen_epochs"]  # the folds' schedule, stopped where the folds peaked
     n_params = sum(p.numel() for p in model.parameters())
-    log(f"training {args.model} ({n_params:,} parameters) on {device}, {len(tr)} beats/epoch"
+    where = str(device)
+    if world.distributed:
+        per, machines = args.batch_size // world.size, len({d.split("@")[-1] for d in world.devices})
+        where = (f"{world.size} processes ({world.backend}, {machines} machine(s)), global batch {args.batch_size} "
+                 f"= {per}{'' if args.batch_size % world.size == 0 else f'-{per + 1}'} beats per process")
+    log(f"training {args.model} ({n_params:,} parameters) on {where}, {len(tr)} beats/epoch"
         + (f", {opts.stop_epoch} epochs (chosen by cross-validation)" if cv else ""))
     try:
-        state = fit(model, tr, va, data.class_names, opts, state, save_state, device, log)
+        state = fit(model, tr, va, data.class_names, opts, state, save_state, device, log, world=world)
     except Exception:
-        if last_path.exists():
+        if world.is_main and last_path.exists():
             log(f"the last complete epoch's training state is kept: continue with --resume {last_path}")
         raise
+    if not world.is_main:  # rank 0 evaluates and writes
+        return 130 if state.get("interrupted") else 0
     if state.get("interrupted") and last_path.exists():
         log(f"resume with --resume {last_path}")
     if state["best_state"] is None:
@@ -276,7 +312,7 @@ def train(args: argparse.Namespace, given: set[str], log=log) -> int:
     test = evaluate.test_and_report(model, data, splits, ckpt, ckpt_path, report_path, args, device,
                                     stamp=stamp, history=state["history"], t_start=t_start,
                                     interrupted=bool(state.get("interrupted")), extra={"cv": cv} if cv else None,
-                                    log=log)
+                                    world=world.describe(), log=log)
     if not state.get("interrupted"):
         last_path.unlink(missing_ok=True)  # finished: the training state is no longer needed
     evaluate.log_result(test, log)
@@ -288,15 +324,29 @@ def train(args: argparse.Namespace, given: set[str], log=log) -> int:
 def run(args: argparse.Namespace, given: set[str], log=log) -> int:
     if args.no_stratified:
         args.split = "random"
+    world = World.from_env()
     if args.eval_only:
+        if world.distributed:
+            raise UsageError("--eval-only evaluates in one process: python evaluate.py CKPT, not torchrun")
         return evaluate.evaluate_checkpoint(args, given, log)
-    return train(args, given, log)
+    with world:  # ends the process group; a lost peer becomes one line
+        return train(args, given, log, world)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """CLI entry: one line on stderr and a non-zero exit for every user error."""
+    """CLI entry: one line on stderr and a non-zero exit for every user error. Under torchrun,
+    rank 0 prints the progress, the first process on each machine a user error (every process
+    reads the same arguments), and every process its own failure, its rank in front."""
     prog = Path(sys.argv[0]).name if argv is None else "trainer.py"
-    return run_cli(prog, lambda: run(*parse_args(argv)))
+    try:
+        rank, local_rank, size = launch_env()
+    except UsageError as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 2
+    if size > 1:
+        prog = f"{prog} [rank {rank}/{size}]"
+    return run_cli(prog, lambda: run(*parse_args(argv), log=log if rank == 0 else lambda msg: None),
+                   user_errors=local_rank == 0)
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ def test_leaderboard_tables_and_plots(reports, tmp_path, capsys):
     md = (out / "leaderboard.md").read_text()
     assert md in stdout  # the table is printed too
     lines = md.strip().splitlines()
-    assert lines[0] == ("| model | split | classes | macro-F1 [95% CI] | accuracy | S Se | S +P | V Se | V +P | "
+    assert lines[0] == ("| model | split | classes | seed | macro-F1 [95% CI] | accuracy | S Se | S +P | V Se | V +P | "
                         "S F1 | V F1 | params | MACs | latency ms (b=1) | epoch s | report |")
     assert len(lines) == 2 + 2
 
@@ -58,6 +58,7 @@ def test_leaderboard_tables_and_plots(reports, tmp_path, capsys):
         rep = reps[row["report"]]
         g = rep["test"]["ec57"]["gross"]
         assert (row["model"], row["split"], row["classes"]) == ("liteecgnet", rep["dataset"]["split"], "aami5")
+        assert row["seed"] == str(rep["args"]["seed"])
         assert float(row["macro_f1"]) == pytest.approx(rep["test"]["macro_f1"], rel=1e-5)
         assert float(row["accuracy"]) == pytest.approx(rep["test"]["accuracy"], rel=1e-5)
         assert float(row["macro_f1_low"]) == pytest.approx(rep["test"]["ci"]["macro_f1"]["low"], rel=1e-5)
@@ -208,7 +209,7 @@ def test_run_all_models_jobs_2_runs_side_by_side_and_reports_a_failure(mitbih_di
     assert "=== liteecgnet started" in r.stdout and "=== ldcnn started" in r.stdout
     assert "!!! ldcnn failed (exit 3" in r.stdout and "FAILED: ldcnn" in r.stderr
     assert "=== liteecgnet done: test: accuracy" in r.stdout
-    assert (out / "train_ldcnn.log").read_text().strip() == "boom"
+    assert (out / "train_ldcnn_seed1337.log").read_text().strip() == "boom"  # the default seed names the log
     (rep,) = out.glob("eval_report_*.json")
     report = json.loads(rep.read_text())
     assert report["model"] == "liteecgnet" and report["environment"]["threads"] == max(1, (os.cpu_count() or 1) // 2)
@@ -231,7 +232,7 @@ def test_run_all_models_ctrl_c_stops_the_sweep_cleanly(mitbih_dir, tmp_path, job
                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.time() + 300
-        logs = [out / f"train_{m}.log" for m in models]
+        logs = [out / f"train_{m}_seed1337.log" for m in models]
         while not all(log.exists() and "epoch   2/60" in log.read_text() for log in logs):
             assert time.time() < deadline and p.poll() is None, "the runs did not reach epoch 2"
             time.sleep(0.5)
@@ -244,11 +245,11 @@ def test_run_all_models_ctrl_c_stops_the_sweep_cleanly(mitbih_dir, tmp_path, job
     assert "interrupted; models not started: resnet" in stderr
     for m in models:
         assert f"!!! {m} interrupted" in stdout
-        assert "interrupted: evaluating the best model so far" in (out / f"train_{m}.log").read_text()
+        assert "interrupted: evaluating the best model so far" in (out / f"train_{m}_seed1337.log").read_text()
         (rep,) = out.glob(f"eval_report_{m}_*.json")
         assert json.loads(rep.read_text())["timing"]["interrupted"] is True
         assert len(list(out.glob(f"ecg_lightweight_{m}_*.last.pt"))) == 1
-    assert not (out / "train_resnet.log").exists()
+    assert not list(out.glob("train_resnet*.log"))
 
 
 def test_runs_that_differ_only_in_seed_become_one_mean_std_row(reports, tmp_path):
@@ -269,3 +270,49 @@ def test_runs_that_differ_only_in_seed_become_one_mean_std_row(reports, tmp_path
     assert g["macro_f1_std"] == pytest.approx(0.2)  # sample std of 0.5, 0.7, 0.9
     md = (tmp_path / "out" / "leaderboard_seeds.md").read_text()
     assert "0.700 ± 0.200" in md and any(f.name == "leaderboard_seeds.csv" for f in res["files"])
+
+
+def test_run_all_models_seeds_gives_a_run_per_model_and_seed_and_their_mean_std(mitbih_dir, tmp_path):
+    """SEEDS="1 2" with two models: four runs (two at a time), logs named by model and seed, and
+    leaderboards with one mean ± std row per model over the two seeds."""
+    import math
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "sweep"
+    r = subprocess.run(_sweep_cmd(root, mitbih_dir, out, "--epochs", "1", "--bootstrap", "0", "--threads", "1"),
+                       capture_output=True, text=True, timeout=600,
+                       env={**os.environ, "SEEDS": "1 2", "JOBS": "2", "MODELS": "liteecgnet ldcnn"})
+    assert r.returncode == 0, r.stdout + r.stderr
+    reps = [json.loads(p.read_text()) for p in out.glob("eval_report_*.json")]
+    assert sorted((x["model"], x["args"]["seed"]) for x in reps) == [("ldcnn", 1), ("ldcnn", 2),
+                                                                     ("liteecgnet", 1), ("liteecgnet", 2)]
+    assert sorted(p.name for p in out.glob("train_*.log")) == [
+        "train_ldcnn_seed1.log", "train_ldcnn_seed2.log", "train_liteecgnet_seed1.log", "train_liteecgnet_seed2.log"]
+    assert "=== liteecgnet (seed 2) started" in r.stdout and "mean ± std over seeds" in r.stdout
+    with open(out / "leaderboard_seeds.csv") as f:
+        groups = {g["model"]: g for g in csv.DictReader(f)}
+    assert sorted(groups) == ["ldcnn", "liteecgnet"]
+    for model, g in groups.items():
+        f1 = [x["test"]["macro_f1"] for x in reps if x["model"] == model]
+        assert (g["n"], g["seeds"]) == ("2", "1 2") or (g["n"], g["seeds"]) == ("2", "2 1")
+        assert float(g["macro_f1_mean"]) == pytest.approx(sum(f1) / 2)
+        assert float(g["macro_f1_std"]) == pytest.approx(abs(f1[0] - f1[1]) / math.sqrt(2))  # sample std of two
+    md = (out / "leaderboard_seeds.md").read_text()
+    assert len(md.strip().splitlines()) == 2 + 2 and all(" ± " in line for line in md.strip().splitlines()[2:])
+    assert (out / "plots" / "frontier.png").read_bytes()[:8] == PNG
+    with open(out / "leaderboard.csv") as f:
+        assert sorted(row["seed"] for row in csv.DictReader(f)) == ["1", "1", "2", "2"]  # the runs, beside
+
+
+@pytest.mark.parametrize("seeds,extra,match", [
+    ("1 x", [], "SEEDS must be whole numbers"),
+    ("1 -2", [], "SEEDS must be whole numbers"),
+    ("3 03", [], "seed 3 is twice in SEEDS"),
+    ("1 2", ["--seed", "5"], "either in SEEDS or as --seed"),
+])
+def test_run_all_models_refuses_bad_seeds_before_writing(tmp_path, seeds, extra, match):
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "sweep"
+    r = subprocess.run(["bash", str(root / "run_all_models.sh"), "--out-dir", str(out), *extra], capture_output=True,
+                       text=True, env={**os.environ, "SEEDS": seeds}, timeout=120)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and match in r.stderr, r.stderr
+    assert not out.exists()
