@@ -92,10 +92,6 @@ class OnnxModel:
             raise UsageError(f"{self.path}: graph input x has shape {shape}, the metadata's preprocessing "
                              f"gives (batch, {self.preproc.channels}, {self.preproc.window})")
 
-    @property
-    def quantized(self) -> bool:
-        return bool(self.meta.get("quantization"))
-
     def logits(self, x: np.ndarray, rr: np.ndarray | None = None, batch_size: int = 1024) -> np.ndarray:
         """(N, C, T) float32 [+ (N, F)] -> (N, classes) float32 logits, in batches."""
         out = []

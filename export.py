@@ -228,10 +228,8 @@ def eager_logits(model: torch.nn.Module, x: np.ndarray, rr: np.ndarray | None, b
     return np.concatenate(out)
 
 
-def check_against(onnx_model: OnnxModel, model: torch.nn.Module, x: np.ndarray, rr: np.ndarray | None,
-                  what: str) -> dict:
-    """Refuse (OutputError) unless the file's logits match the eager model's on every beat."""
-    want, got = eager_logits(model, x, rr), onnx_model.logits(x, rr)
+def check_against(got: np.ndarray, want: np.ndarray, what: str) -> dict:
+    """Refuse (OutputError) unless the file's logits `got` match the eager model's `want` on every beat."""
     diff = np.abs(got - want)
     worst = float(diff.max()) if diff.size else 0.0
     if not np.all(diff <= ATOL + RTOL * np.abs(want)):
@@ -239,7 +237,7 @@ def check_against(onnx_model: OnnxModel, model: torch.nn.Module, x: np.ndarray, 
     flips = int((got.argmax(1) != want.argmax(1)).sum())
     if flips:
         raise OutputError(f"{what} changes the predicted class of {flips} beat(s); not written")
-    return {"beats": int(len(x)), "max_abs_logit_diff": worst, "argmax_identical": True}
+    return {"beats": int(len(got)), "max_abs_logit_diff": worst, "argmax_identical": True}
 
 
 def test_scores(pred: np.ndarray, y: np.ndarray, names: list[str]) -> dict:
@@ -265,13 +263,15 @@ def export_onnx(checkpoint: str, out: Path, int8: bool, calib_beats: int, runs: 
     flt = OnnxModel(float_bytes, name=str(out))
     if parts is not None:
         x, rr, y = parts["test"]
-        check = check_against(flt, model, x, rr, f"the ONNX export {out}")
     else:  # no data to check on: random windows (the preprocessing's shapes), as TorchScript is checked
         g = np.random.default_rng(1)
         x, rr = g.standard_normal((64, cfg.channels, cfg.window)).astype(np.float32), None
         if ckpt.rr_dim:
             rr = g.random((64, ckpt.rr_dim)).astype(np.float32)
-        check = {**check_against(flt, model, x, rr, f"the ONNX export {out}"), "inputs": "random (no run arguments)"}
+    eager, got = eager_logits(model, x, rr), flt.logits(x, rr)  # also the test scores below
+    check = check_against(got, eager, f"the ONNX export {out}")
+    if parts is None:
+        check["inputs"] = "random (no run arguments)"
     atomic_write(out, lambda f: f.write(float_bytes))
     record = {"model": ckpt.model_name, "checkpoint": str(checkpoint), "versions": versions(),
               "float": {"file": str(out), "bytes": len(float_bytes), "check": check}}
@@ -279,7 +279,7 @@ def export_onnx(checkpoint: str, out: Path, int8: bool, calib_beats: int, runs: 
         f"{cfg.channels} channel(s){', with RR features' if ckpt.rr_dim else ''}; logits within "
         f"{check['max_abs_logit_diff']:.1e} of the checkpoint and the same class on all {check['beats']} "
         f"{'test' if parts else 'random'} beats)")
-    forms = {"float": flt}
+    int8_model = None
     if int8:
         cx, crr = parts["calib"]
         q_meta = {**meta, "quantization": {"method": "onnxruntime static QDQ: int8 weights per channel, uint8 "
@@ -288,21 +288,20 @@ def export_onnx(checkpoint: str, out: Path, int8: bool, calib_beats: int, runs: 
                                                            "records": parts["calib_records"]}}}
         q_bytes = with_metadata(quantize_int8(float_bytes, cx, crr), q_meta)
         q_out = sibling(out, ".int8", ".onnx")
-        forms["int8"] = OnnxModel(q_bytes, name=str(q_out))
+        int8_model = OnnxModel(q_bytes, name=str(q_out))
         atomic_write(q_out, lambda f: f.write(q_bytes))
         record["int8"] = {"file": str(q_out), "bytes": len(q_bytes), "calibration": q_meta["quantization"]["calibration"]}
         log(f"wrote {q_out} ({len(q_bytes) / 1024:.1f} KiB, int8; calibrated on {len(cx)} training beats)")
     if parts is not None:  # accuracy on the checkpoint's test part, side by side
-        x, rr, y = parts["test"]
         names = list(ckpt.class_names)
-        eager_pred = eager_logits(model, x, rr).argmax(1)
-        record["test"] = {"split": parts["split"], "beats": int(len(y)), "eager": test_scores(eager_pred, y, names)}
-        for k, m in forms.items():
-            record["test"][k] = test_scores(m.logits(x, rr).argmax(1), y, names)
+        record["test"] = {"split": parts["split"], "beats": int(len(y)), "eager": test_scores(eager.argmax(1), y, names),
+                          "float": test_scores(got.argmax(1), y, names)}
+        if int8_model is not None:
+            record["test"]["int8"] = test_scores(int8_model.logits(x, rr).argmax(1), y, names)
     if runs:
         record["latency_ms"] = {"eager": measure_latency(model, cfg.window, threads=1, runs=runs,
                                                          rr_dim=ckpt.rr_dim)["median_ms"]}
-        for k in forms:
+        for k in ("float", "int8") if int8 else ("float",):
             path = record[k]["file"]
             record["latency_ms"][k] = OnnxModel(path, threads=1).latency_ms(runs)
         record["latency_ms"]["note"] = f"batch 1, one thread, median of {runs} calls"

@@ -79,7 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
 # ----------------------------------------------------------------------------------------------
 
 def local_peaks(sig: np.ndarray, radius: int) -> np.ndarray:
-    """wfdb.processing.peaks.find_local_peaks, vectorised: the same peaks, about 50x faster.
+    """wfdb.processing.peaks.find_local_peaks, vectorised: the same peaks, about 18x faster (XQRS's
+    two calls on record 100: 0.055 s each against 0.93-1.10 s).
 
     wfdb scans sample by sample: i is a peak when sig[i] equals the maximum of
     sig[max(0, i - radius) : i + radius]; after a peak it jumps `radius` samples ahead. Here every

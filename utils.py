@@ -36,7 +36,7 @@ import features
 from beats import BEAT_SYMBOLS, CLASS_NAMES, LABEL_SCHEMES, RR_FEATURES, rr_dim
 from cli import DataError, OutputError
 from config import DATA_DEFAULTS
-from wfdbio import read_annotations, read_header
+from wfdbio import Header, read_annotations, read_header
 
 PIPELINE_VERSION = 2  # bump whenever the arrays this module produces would change (2: template, RR sets)
 
@@ -238,16 +238,13 @@ def read_signal(root: str | os.PathLike, rec: str, cfg: PreprocConfig) -> tuple[
     return (d.astype(np.float64) - hdr.baseline[ch]) / hdr.adc_gain[ch], lead  # ADC units -> mV
 
 
-def _plain_212(hdr, in_file: list[int]) -> bool:
+def _plain_212(hdr: Header, in_file: list[int]) -> bool:
     """True when the signal file holds only format-212 signals, one sample per frame each, with
-    no byte offset or skew: the layout `_read_212` decodes. Anything else goes to wfdb."""
-    def field(name: str, i: int, default):  # wfdb leaves unset per-signal fields None or short
-        values = getattr(hdr, name, None) or []
-        return values[i] if i < len(values) and values[i] is not None else default
-
+    no byte offset or skew: the layout `_read_212` decodes. Anything else goes to wfdb.
+    (wfdbio.read_header fills every per-signal field, wfdb's unset ones with their defaults.)"""
     return bool(hdr.sig_len) and all(
-        str(hdr.fmt[i]) == "212" and not field("byte_offset", i, 0) and not field("skew", i, 0)
-        and field("samps_per_frame", i, 1) == 1 for i in in_file)
+        hdr.fmt[i] == "212" and not hdr.byte_offset[i] and not hdr.skew[i] and hdr.samps_per_frame[i] == 1
+        for i in in_file)
 
 
 def _read_212(dat: Path, sig_len: int, n_sig: int, k: int) -> np.ndarray:
