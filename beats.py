@@ -72,6 +72,16 @@ RR_FEATURES: dict[str, dict[str, str]] = {
         "irr_mad": "median |dRR| / mean over the last 32 RR intervals (irregularity)",
     },
 }
+# "robust": the patient set plus the same ratios to running *medians*, which a run of ectopic
+# beats or a long pause moves less than a mean
+RR_FEATURES["robust"] = {
+    **RR_FEATURES["patient"],
+    "pre_long_med": "pre-RR / median RR of the past 5 min",
+    "post_long_med": "post-RR / the same long-term median",
+    "pre_local_med": "pre-RR / median of the last 10 RR intervals (this beat's pre-RR included)",
+    "post_local_med": "post-RR / the same local median",
+    "local_long_med": "local median / long-term median (rate change)",
+}
 
 
 def rr_dim(feature_set: str) -> int:

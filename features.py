@@ -83,6 +83,40 @@ def rr_context(rpeaks: np.ndarray, fs: int, long_sec: float = 300.0, local: int 
     return out.astype(np.float32)
 
 
+def _trailing_median(v: np.ndarray, lo: np.ndarray) -> np.ndarray:
+    """median(v[lo[i] .. i]) for every i (inclusive), lo[i] <= i. (n,)"""
+    n = len(v)
+    if n == 0:
+        return np.zeros(0)
+    i = np.arange(n)
+    w = int((i + 1 - lo).max())                        # longest window
+    pad = np.concatenate([np.full(w - 1, np.nan), v])  # row i of the view ends at v[i]
+    win = np.lib.stride_tricks.sliding_window_view(pad, w).copy()  # (n, w): v[i-w+1 .. i]
+    first = i - w + 1                                  # index of each row's first column
+    win[np.arange(w)[None, :] + first[:, None] < lo[:, None]] = np.nan  # before the window
+    return _nanmedian_rows(win)
+
+
+def rr_robust(rpeaks: np.ndarray, fs: int, long_sec: float = 300.0, local: int = 10,
+              min_sec: float = 0.02) -> np.ndarray:
+    """rr_context's 8 columns plus pre/post RR over running *medians* (beats.RR_FEATURES["robust"]):
+    (n, 13) float32, never NaN/inf. The medians span the same beats as rr_context's means (the
+    past `long_sec` seconds, the last `local` intervals, this beat's pre-RR included)."""
+    rpeaks = np.asarray(rpeaks)
+    n = len(rpeaks)
+    base = rr_context(rpeaks, fs, long_sec=long_sec, local=local, min_sec=min_sec)  # (n, 8)
+    if n < 2:
+        return np.concatenate([base, np.ones((n, 5), np.float32)], 1)
+    pre, post = _intervals(rpeaks, fs, min_sec)
+    i = np.arange(n)
+    t = rpeaks.astype(np.float64)
+    long_med = _trailing_median(pre, np.minimum(np.searchsorted(t, t - long_sec * fs, side="left"), i))
+    local_med = _trailing_median(pre, np.maximum(0, i + 1 - local))
+    med = np.stack([pre / long_med, post / long_med, pre / local_med, post / local_med,
+                    local_med / long_med], 1)
+    return np.concatenate([base, med.astype(np.float32)], 1)
+
+
 def _nanmedian_rows(a: np.ndarray) -> np.ndarray:
     """Row medians ignoring NaN (each row has >= 1 finite value), without nanmedian's warnings
     and overhead: NaN sorts last, so the median of the c finite values sits at (c-1)/2."""
@@ -161,5 +195,6 @@ def rr_features(rpeaks: np.ndarray, fs: int, local: int = 10) -> np.ndarray:
 
 
 # feature set name (beats.RR_FEATURES) -> (rpeaks, fs) -> (n, width) float32
-RR_SETS: dict[str, Callable[[np.ndarray, int], np.ndarray]] = {"local": rr_features, "patient": rr_context}
+RR_SETS: dict[str, Callable[[np.ndarray, int], np.ndarray]] = {"local": rr_features, "patient": rr_context,
+                                                               "robust": rr_robust}
 assert set(RR_SETS) == set(_RR_SETS), "beats.RR_FEATURES and features.RR_SETS must name the same sets"

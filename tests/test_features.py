@@ -87,6 +87,51 @@ def test_rr_causal():
         assert np.array_equal(got[:k], base[:k])
 
 
+# ----------------------------------------------------------------------------------- rr_robust
+
+def _robust_reference(rpeaks, fs, long_sec=300.0, local=10, min_sec=0.02):
+    """Loop-by-loop restatement of rr_robust's five median columns."""
+    n = len(rpeaks)
+    lo_iv = max(1.0, round(min_sec * fs)) / fs
+    rr = [max((rpeaks[i + 1] - rpeaks[i]) / fs, lo_iv) for i in range(n - 1)]
+    pre, post = [rr[0]] + rr, rr + [rr[-1]]
+    out = []
+    for i in range(n):
+        lm = np.median([pre[j] for j in range(i + 1) if rpeaks[j] >= rpeaks[i] - long_sec * fs])
+        loc = np.median(pre[max(0, i + 1 - local):i + 1])
+        out.append([pre[i] / lm, post[i] / lm, pre[i] / loc, post[i] / loc, loc / lm])
+    return np.array(out)
+
+
+def test_robust_is_patient_plus_medians_matching_reference():
+    rng = np.random.default_rng(2)
+    rpeaks = np.cumsum(rng.integers(144, 576, 600))  # longer than the 5-min window, as above
+    got = F.rr_robust(rpeaks, 360)
+    assert got.shape == (600, len(F._RR_SETS["robust"])) == (600, K + 5) and got.dtype == np.float32
+    assert np.array_equal(got[:, :K], F.rr_context(rpeaks, 360))
+    assert np.allclose(got[:, K:], _robust_reference(rpeaks, 360), rtol=1e-5, atol=1e-6)
+
+
+def test_robust_hand_computed_and_edges():
+    # pre = [1, 1, .5, 1.5]: beat 2's medians are median(1, 1, .5) = 1; beat 3's median(1, 1, .5, 1.5) = 1
+    r = F.rr_robust(np.array([0, 360, 540, 1080]), 360)
+    assert r[2, K] == pytest.approx(0.5) and r[2, K + 1] == pytest.approx(1.5)
+    assert r[3, K + 2] == pytest.approx(1.5) and r[3, K + 4] == pytest.approx(1.0)
+    assert F.rr_robust(np.array([], np.int64), 360).shape == (0, K + 5)
+    assert np.all(F.rr_robust(np.array([7]), 360)[:, K:] == 1)
+    assert np.isfinite(F.rr_robust(np.array([0, 360, 360, 720, 720]), 360)).all()
+
+
+def test_robust_causal():
+    rng = np.random.default_rng(3)
+    rpeaks = np.cumsum(rng.integers(150, 500, 200))
+    base = F.rr_robust(rpeaks, 360)
+    for k in (1, 5, 50, 150):
+        changed = rpeaks.copy()
+        changed[k + 1:] += rng.integers(1, 200)       # a longer interval after peak k
+        assert np.array_equal(F.rr_robust(changed, 360)[:k], base[:k])
+
+
 # ------------------------------------------------------------------------------ running_template
 
 def _sig_and_peaks(n_beats=40, rr=100, window=60, seed=0):
