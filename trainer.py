@@ -16,6 +16,7 @@ The run reads top to bottom in `train`: arguments -> data -> model -> fit -> tes
 from __future__ import annotations
 
 import argparse
+import hashlib
 import sys
 import time
 from dataclasses import dataclass, replace
@@ -32,7 +33,7 @@ from distributed import World, launch_env
 from config import MODEL_CONFIGS
 from dataset import DS1, BeatTensors, interpatient_folds, limit_per_class, load_split
 from engine import class_weights, lr_lambda, make_loss, predict, train_one_epoch
-from metrics import classification_metrics, key_class_stats
+from metrics import bootstrap_ci, classification_metrics, key_class_stats
 from models import create_model
 from options import adopt_checkpoint_args, data_kwargs, parse_args, prepare_run, preproc_from_args
 from report import environment, versions, write_json
@@ -208,13 +209,35 @@ def cross_validate(args: argparse.Namespace, data, device, log=log) -> dict:
                           "N_recall": m["per_class"][names[0]]["recall"],
                           "key_classes": key_class_stats(data.y[ds1], yp, names)})
     best = max(per_epoch, key=lambda r: r["macro_f1"])  # the first of equals: fewer epochs
+    chosen = preds[best["epoch"] - 1, ds1].astype(np.int64)
+    if args.bootstrap:  # patients, not beats, are the unit a new-patient score varies with
+        best["ci"] = bootstrap_ci(data.y[ds1], chosen, names, groups=data.record[ds1], n_boot=args.bootstrap,
+                                  seed=args.seed)
     log("cv: pooled held-out macro-F1 by epoch " + " ".join(f"{r['macro_f1']:.3f}" for r in per_epoch))
     k = best["key_classes"]
     log(f"cv: {best['epoch']} epochs chosen (pooled held-out macro-F1 {best['macro_f1']:.4f}"
         + "".join(f", {c} F1 {k[c]['F1']:.3f}" for c in k) + ")")
     return {"k": len(folds), "folds": folds, "selection": "epoch of the best pooled held-out macro-F1 over "
             "DS1 (K patient-grouped folds, full schedule, no early stopping)", "chosen_epochs": best["epoch"],
-            "best": best, "per_epoch": per_epoch, "seconds": time.perf_counter() - t0}
+            "best": best, "per_epoch": per_epoch, "held_out": held_out(data, ds1, chosen),
+            "seconds": time.perf_counter() - t0}
+
+
+def _runs(v: np.ndarray) -> list[list[int]]:
+    """Run-length form [[value, count], ...] of a 1-D array (records come in blocks)."""
+    cut = np.flatnonzero(np.diff(v)) + 1
+    return [[int(b[0]), len(b)] for b in np.split(v, cut) if len(b)]
+
+
+def held_out(data, idx: np.ndarray, pred: np.ndarray) -> dict:
+    """The chosen epoch's held-out predictions, compact, with what pairs them with another run's:
+    the beats' identity (record, R peak, label) as a digest. bench/cv_compare.py --against uses them
+    for a paired, record-resampled comparison of two settings."""
+    key = np.stack([data.record[idx].astype(np.int64), data.rpeak[idx].astype(np.int64),
+                    data.y[idx].astype(np.int64)], 1)
+    return {"beats": hashlib.sha256(np.ascontiguousarray(key).tobytes()).hexdigest()[:16],
+            "records": _runs(data.record[idx]), "y": "".join(map(str, data.y[idx])),
+            "pred": "".join(map(str, pred))}
 
 
 def train(args: argparse.Namespace, given: set[str], log=log, world: World | None = None) -> int:

@@ -5,9 +5,17 @@
     python bench/cv_compare.py runs/cv/*/cv_report_*.json
 
 One row per report, at the epoch its cross-validation chose: pooled held-out macro-F1 (every DS1
-beat predicted once by a model that never saw its patient), N recall, S and V EC57 Se / +P and
-F1, the flags that differ between the reports, and the chosen epochs. DS2 is in none of these
-numbers: this is the table to choose inputs and settings from.
+beat predicted once, by a model that never saw its patient) with its 95 % record-resampled
+bootstrap interval, N recall, S and V EC57 Se / +P and F1, the flags that differ between the
+reports, and the chosen epochs. DS2 is in none of these numbers: this is the table to choose
+inputs and settings from.
+
+    python bench/cv_compare.py --against runs/cv/a/cv_report_*.json runs/cv/b/cv_report_*.json
+
+adds a second table: each report minus the --against report, in macro-F1, S F1 and V F1, with
+95 % intervals from a paired bootstrap over DS1's records (the same patients drawn for both, so
+the interval answers "is this setting better on these patients"). Pairing needs both reports'
+held-out predictions of the same beats (reports written since the "held_out" field exists).
 """
 from __future__ import annotations
 
@@ -16,6 +24,10 @@ import sys
 from pathlib import Path
 
 from common import parser  # noqa: E402  (puts the repository on sys.path)
+
+import numpy as np  # noqa: E402
+
+from metrics import paired_bootstrap_diff  # noqa: E402
 
 IGNORED = {"out_dir", "root", "quiet", "threads", "device", "cache", "no_download", "num_workers",
            "resume", "eval_only", "bootstrap", "cv_only"}
@@ -31,6 +43,7 @@ def rows(paths: list[Path]) -> list[dict]:
         k = best["key_classes"]
         out.append({"settings": " ".join(f"{d}={r['args'].get(d)}" for d in differ) or p.parent.name,
                     "epochs": best["epoch"], "macro_f1": best["macro_f1"], "N_recall": best["N_recall"],
+                    "ci": (best.get("ci") or {}).get("macro_f1"),
                     **{f"{c}_{s}": k[c][s] for c in ("S", "V") if c in k for s in ("Se", "+P", "F1")},
                     "folds": r["cv"]["k"], "report": str(p)})
     return sorted(out, key=lambda row: -row["macro_f1"])
@@ -38,20 +51,54 @@ def rows(paths: list[Path]) -> list[dict]:
 
 def markdown(table: list[dict]) -> str:
     f = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
-    lines = ["| settings | epochs | macro-F1 | N Se | S Se | S +P | S F1 | V Se | V +P | V F1 |",
+    ci = lambda c: f" [{c['low']:.3f}, {c['high']:.3f}]" if c and c.get("low") is not None else ""  # noqa: E731
+    lines = ["| settings | epochs | macro-F1 [95 % CI] | N Se | S Se | S +P | S F1 | V Se | V +P | V F1 |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in table:
-        lines.append(f"| {r['settings']} | {r['epochs']} | {f(r['macro_f1'])} | {f(r['N_recall'])} | "
+        lines.append(f"| {r['settings']} | {r['epochs']} | {f(r['macro_f1'])}{ci(r['ci'])} | {f(r['N_recall'])} | "
                      f"{f(r.get('S_Se'))} | {f(r.get('S_+P'))} | {f(r.get('S_F1'))} | "
                      f"{f(r.get('V_Se'))} | {f(r.get('V_+P'))} | {f(r.get('V_F1'))} |")
+    return "\n".join(lines) + "\n"
+
+
+def held_out(rep: dict, path: Path) -> dict:
+    """A report's held-out predictions as arrays, or ValueError naming the report."""
+    h = rep["cv"].get("held_out")
+    if not h:
+        raise ValueError(f"{path} has no held-out predictions (written before they were stored); rerun it")
+    return {"beats": h["beats"], "y": np.frombuffer(h["y"].encode(), np.uint8) - 48,
+            "pred": np.frombuffer(h["pred"].encode(), np.uint8) - 48,
+            "records": np.repeat(*np.array(h["records"]).T), "classes": rep["classes"]}
+
+
+def paired(base: Path, paths: list[Path], n_boot: int = 2000) -> str:
+    """Markdown: each report minus `base`, paired record bootstrap (metrics.paired_bootstrap_diff)."""
+    b = held_out(json.loads(base.read_text()), base)
+    keys = [k for k in ("S", "V") if k in b["classes"]]
+    lines = [f"Against {base} (this report minus that one, 95 % paired bootstrap over records):", "",
+             "| report | macro-F1 | S F1 | V F1 |", "|---|---:|---:|---:|"]
+    for p in paths:
+        if p.resolve() == base.resolve():
+            continue
+        o = held_out(json.loads(p.read_text()), p)
+        if o["beats"] != b["beats"] or o["classes"] != b["classes"]:
+            raise ValueError(f"{p} and {base} did not predict the same beats (different inputs or classes)")
+        d = paired_bootstrap_diff(b["y"], b["pred"], o["pred"], b["classes"], o["records"], n_boot=n_boot)
+        cell = lambda c: "-" if c["point"] is None else f"{c['point']:+.3f} [{c['low']:+.3f}, {c['high']:+.3f}]"  # noqa: E731
+        per = {k: cell(d["per_class_f1"][k]) for k in keys}
+        lines.append(f"| {p} | {cell(d['macro_f1'])} | {per.get('S', '-')} | {per.get('V', '-')} |")
     return "\n".join(lines) + "\n"
 
 
 def main() -> int:
     ap = parser(__doc__, root=False)
     ap.add_argument("reports", nargs="+", help="cv_report_*.json files written by trainer.py --cv K --cv-only")
+    ap.add_argument("--against", metavar="REPORT", help="also print every report minus this one, with paired "
+                    "record-bootstrap intervals (default: off)")
     args = ap.parse_args()
     paths = [Path(p) for p in args.reports]
+    if args.against:
+        paths = list(dict.fromkeys([Path(args.against), *paths]))
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
         print(f"bench/cv_compare.py: error: no such report: {' '.join(missing)}", file=sys.stderr)
@@ -63,6 +110,12 @@ def main() -> int:
               file=sys.stderr)
         return 2
     print(markdown(table), end="")
+    if args.against:
+        try:
+            print("\n" + paired(Path(args.against), paths), end="")
+        except (ValueError, KeyError, TypeError) as e:
+            print(f"bench/cv_compare.py: error: {e}", file=sys.stderr)
+            return 2
     return 0
 
 

@@ -34,6 +34,32 @@ def test_cv_compare_ranks_settings_at_their_chosen_epoch(tmp_path):
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
 
 
+def _with_held_out(path: Path, pred: str, classes=("N", "S", "V", "F", "Q")) -> None:
+    rep = json.loads(path.read_text())
+    rep["classes"] = list(classes)
+    rep["cv"]["held_out"] = {"beats": "same", "records": [[100, 4], [101, 4]], "y": "00110011", "pred": pred}
+    path.write_text(json.dumps(rep))
+
+
+def test_cv_compare_against_pairs_held_out_predictions(tmp_path):
+    a, b = tmp_path / "a" / "cv_report_a.json", tmp_path / "b" / "cv_report_b.json"
+    _cv_report(a, 0.001, [0.3])
+    _cv_report(b, 0.003, [0.5])
+    _with_held_out(a, "00000000")   # misses every S beat
+    _with_held_out(b, "00110011")   # finds them all
+    cmd = [sys.executable, str(ROOT / "bench" / "cv_compare.py"), "--against", str(a), str(b)]
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert r.returncode == 0, r.stderr
+    (row,) = [line for line in r.stdout.splitlines() if line.startswith(f"| {b} |")]
+    # S F1 0 -> 1 on every draw of the two records; N F1 2/3 -> 1; macro over N and S: +(1/3 + 1)/2
+    assert row == f"| {b} | +0.667 [+0.667, +0.667] | +1.000 [+1.000, +1.000] | - |"
+    rep = json.loads(b.read_text())  # another set of beats: refused in one line
+    rep["cv"]["held_out"]["beats"] = "other"
+    b.write_text(json.dumps(rep))
+    bad = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert bad.returncode == 2 and "same beats" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+
+
 def test_accuracy_page_keeps_the_sections_of_protocols_not_rerun(tmp_path):
     """Sweeps live under data/ (outside git): regenerating the page without them must not erase
     the measured tables it already has."""

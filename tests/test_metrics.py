@@ -335,3 +335,32 @@ def test_key_class_stats_hand_computed():
     assert (k["V"]["TP"], k["V"]["FN"], k["V"]["FP"]) == (1, 1, 0)
     assert k["V"]["+P"] == 1.0 and k["V"]["F1"] == pytest.approx(2 / 4)
     assert metrics.key_class_stats(y, p, ["N", "SVEB", "VEB", "Other", "X"])["S"]["class"] == "SVEB"
+
+
+# ------------------------------------------------------------------------------ paired bootstrap
+
+def test_paired_bootstrap_identical_predictions_differ_by_exactly_zero():
+    rng = np.random.default_rng(0)
+    y, p, g = rng.integers(0, 3, 500), rng.integers(0, 3, 500), np.repeat(np.arange(10), 50)
+    d = metrics.paired_bootstrap_diff(y, p, p, ["N", "S", "V"], g, n_boot=200)
+    assert d["macro_f1"] == {"point": 0.0, "low": 0.0, "high": 0.0}
+    assert all(c == {"point": 0.0, "low": 0.0, "high": 0.0} for c in d["per_class_f1"].values())
+
+
+def test_paired_bootstrap_point_and_sign_hand_computed():
+    # 4 records of 4 beats, labels N N S S. A misses every S; B finds the S beats of records 0 and 1.
+    y = np.tile([0, 0, 1, 1], 4)
+    a = np.zeros(16, int)
+    b = a.copy()
+    b[[2, 3, 6, 7]] = 1
+    g = np.repeat(np.arange(4), 4)
+    d = metrics.paired_bootstrap_diff(y, a, b, ["N", "S"], g, n_boot=500)
+    # S F1: A 0; B TP 4, FN 4, FP 0 -> 8 / 12. N F1: A 16/24 (TP 8, FP 8); B TP 8, FP 4 -> 16/20
+    assert d["per_class_f1"]["S"]["point"] == pytest.approx(2 / 3)
+    assert d["per_class_f1"]["N"]["point"] == pytest.approx(0.8 - 2 / 3)
+    assert d["macro_f1"]["point"] == pytest.approx((2 / 3 + 0.8 - 2 / 3) / 2)
+    # B is never worse on any draw of records; a draw of records 2 and 3 only ties
+    s = d["per_class_f1"]["S"]
+    assert s["low"] >= 0 and s["high"] <= 1 and s["low"] < s["point"] < s["high"]
+    with pytest.raises(ValueError):
+        metrics.paired_bootstrap_diff(y, a, b, ["N", "S"], g[:-1])

@@ -18,6 +18,7 @@ import report as report_mod
 import trainer
 from cli import UsageError
 from dataset import BeatTensors, make_splits
+from metrics import classification_metrics
 from utils import PreprocConfig, load_beats
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -374,6 +375,11 @@ def test_cv_chooses_inside_ds1_and_tests_ds2_once(mitbih_dir, tmp_path, monkeypa
     cv = report["cv"]
     assert sorted(r for f in cv["folds"] for r in f) == sorted(DS1) and cv["k"] == 2
     assert 1 <= cv["chosen_epochs"] <= 2 and len(cv["per_epoch"]) == 2
+    # the chosen epoch's held-out predictions are stored, one per DS1 beat, and score as reported
+    h = cv["held_out"]
+    y, pred = (np.array(list(h[k]), int) for k in ("y", "pred"))
+    assert [str(r) for r, _ in h["records"]] == sorted(DS1, key=int) and sum(n for _, n in h["records"]) == len(y)
+    assert classification_metrics(y, pred, report["classes"])["macro_f1"] == pytest.approx(cv["best"]["macro_f1"])
     assert report["best_val"]["epoch"] == cv["chosen_epochs"] == len(report["history"])
     assert report["dataset"]["records"]["val"] == [] and report["dataset"]["records"]["test"] == sorted(DS2, key=int)
 
