@@ -94,6 +94,9 @@ def build_parser(suppress: bool = False) -> argparse.ArgumentParser:
     add("--cv-only", action="store_true", help="with --cv: stop after the cross-validation and write its "
         "scores (cv_report_*.json); no final model, DS2 not evaluated: for choosing inputs and settings "
         "(default: off)")
+    add("--cv-offsets", action="store_true", help="with --cv: also choose additive offsets of the S and V "
+        "log-probabilities (grid -2..4) on the folds' pooled held-out outputs, report their cross-fitted "
+        "effect, and add them to the final model's output layer (default: off)")
     g = p.add_argument_group("outputs and modes")
     add("--out-dir", default=T["out_dir"], help=f"where checkpoints and reports go (default: {T['out_dir']})")
     add("--resume", metavar="PATH", help="continue an interrupted run from its .last.pt file (default: none)")
@@ -150,8 +153,8 @@ def check_args(args: argparse.Namespace) -> None:
     recs = [args.train_recs, args.val_recs, args.test_recs]
     if any(recs) and not all(recs):
         raise UsageError("--train-recs, --val-recs and --test-recs go together: give all three")
-    if args.cv_only and not args.cv:
-        raise UsageError("--cv-only needs --cv K")
+    if (args.cv_only or args.cv_offsets) and not args.cv:
+        raise UsageError("--cv-only and --cv-offsets need --cv K")
     if args.cv is not None and (args.cv < 2 or args.split != "interpatient" or args.train_recs):
         raise UsageError("--cv K needs K >= 2 and --split interpatient (it runs inside DS1), without "
                          "explicit record lists")

@@ -32,7 +32,9 @@ from cli import UsageError, log, run_cli
 from distributed import World, launch_env
 from config import MODEL_CONFIGS
 from dataset import DS1, BeatTensors, interpatient_folds, limit_per_class, load_split
-from engine import class_weights, lr_lambda, make_loss, predict, train_one_epoch
+from beats import key_class
+from engine import (OFFSET_GRID, class_weights, lr_lambda, make_loss, predict, train_one_epoch,
+                    tune_offsets)
 from metrics import bootstrap_ci, classification_metrics, key_class_stats
 from models import create_model
 from options import adopt_checkpoint_args, data_kwargs, parse_args, prepare_run, preproc_from_args
@@ -65,11 +67,11 @@ class FitOptions:
 
 def fit(model, tr: BeatTensors, va: BeatTensors | None, class_names: list[str], opts: FitOptions,
         state: dict, save_state: Callable[[dict], None], device, log=log,
-        on_epoch: Callable[[int, np.ndarray, float], None] | None = None, world: World | None = None) -> dict:
+        on_epoch: Callable[[int, np.ndarray, float, np.ndarray], None] | None = None, world: World | None = None) -> dict:
     """Train with early stopping on validation macro-F1; returns the state (best weights,
     history, ...). After every epoch `save_state(state)` persists it for --resume (before the
-    epoch's line is printed), and `on_epoch(epoch, val predictions, val loss)` sees the epoch's
-    validation (cross-validation collects held-out predictions so). Without a validation part
+    epoch's line is printed), and `on_epoch(epoch, val predictions, val loss, val probabilities)`
+    sees the epoch's validation (cross-validation collects held-out outputs so). Without a validation part
     (`va` None) the last epoch is the best. Ctrl-C stops cleanly after marking the state
     interrupted; the caller evaluates the best weights.
 
@@ -105,10 +107,10 @@ def fit(model, tr: BeatTensors, va: BeatTensors | None, class_names: list[str], 
             if world.is_main:  # rank 0 validates, keeps the state and prints; the others await its decision
                 va_m, va_loss = {"macro_f1": None, "accuracy": None}, None
                 if va is not None:
-                    vp, _, va_loss = predict(model, va, opts.batch_size, use_rr, loss_fn)
+                    vp, vprob, va_loss = predict(model, va, opts.batch_size, use_rr, loss_fn)
                     va_m = classification_metrics(va.y.cpu().numpy(), vp, class_names)
                     if on_epoch:
-                        on_epoch(epoch, vp, va_loss)
+                        on_epoch(epoch, vp, va_loss, vprob)
                 tr_f1 = classification_metrics(ty, tp, class_names)["macro_f1"]
                 sec = time.perf_counter() - t0
                 row = dict(epoch=epoch, train_loss=tr_loss, train_f1=tr_f1, val_loss=va_loss,
@@ -179,6 +181,7 @@ def cross_validate(args: argparse.Namespace, data, device, log=log) -> dict:
         raise AssertionError("a cross-validation fold holds a record outside DS1")
     names = data.class_names
     preds = np.full((args.epochs, len(data)), -1, np.int8)  # (epochs, N) held-out class per DS1 beat
+    probs = np.zeros((args.epochs, len(data), len(names)), np.float32) if args.cv_offsets else None  # (E, N, C)
     losses = np.zeros(args.epochs)
     ds1 = np.flatnonzero(np.isin(data.record, [int(r) for r in DS1]))
     spec = model_spec(args, data.config, len(names))
@@ -193,8 +196,10 @@ def cross_validate(args: argparse.Namespace, data, device, log=log) -> dict:
         torch.manual_seed(args.seed + 1000 * (k + 1))
         model = build(args, spec, device)
 
-        def keep(epoch: int, vp: np.ndarray, loss: float, va_idx=va_idx) -> None:
+        def keep(epoch: int, vp: np.ndarray, loss: float, prob: np.ndarray, va_idx=va_idx) -> None:
             preds[epoch - 1, va_idx] = vp
+            if probs is not None:
+                probs[epoch - 1, va_idx] = prob
             losses[epoch - 1] += loss * len(va_idx) / len(ds1)
         state = {"epoch": 0, "history": [], "best_val": {}, "best_state": None, "bad_epochs": 0}
         state = fit(model, BeatTensors(data, tr_idx, device), BeatTensors(data, va_idx, device), names, opts,
@@ -217,10 +222,36 @@ def cross_validate(args: argparse.Namespace, data, device, log=log) -> dict:
     k = best["key_classes"]
     log(f"cv: {best['epoch']} epochs chosen (pooled held-out macro-F1 {best['macro_f1']:.4f}"
         + "".join(f", {c} F1 {k[c]['F1']:.3f}" for c in k) + ")")
-    return {"k": len(folds), "folds": folds, "selection": "epoch of the best pooled held-out macro-F1 over "
-            "DS1 (K patient-grouped folds, full schedule, no early stopping)", "chosen_epochs": best["epoch"],
-            "best": best, "per_epoch": per_epoch, "held_out": held_out(data, ds1, chosen),
-            "seconds": time.perf_counter() - t0}
+    out = {"k": len(folds), "folds": folds, "selection": "epoch of the best pooled held-out macro-F1 over "
+           "DS1 (K patient-grouped folds, full schedule, no early stopping)", "chosen_epochs": best["epoch"],
+           "best": best, "per_epoch": per_epoch, "held_out": held_out(data, ds1, chosen)}
+    if probs is not None:
+        out["offsets"] = choose_offsets(probs[best["epoch"] - 1, ds1], data.y[ds1], data.record[ds1], names, folds,
+                                        log)
+        out["held_out"]["pred_offsets"] = out["offsets"].pop("pred")
+    out["seconds"] = time.perf_counter() - t0
+    return out
+
+
+def choose_offsets(prob: np.ndarray, y: np.ndarray, record: np.ndarray, names: list[str], folds: list[list[str]],
+                   log=log) -> dict:
+    """--cv-offsets: the S and V log-probability offsets that maximise the pooled held-out macro-F1
+    at the chosen epoch (engine.tune_offsets), with their cross-fitted scores (each fold scored
+    with offsets chosen on the other folds: the honest estimate of what they bring)."""
+    keys = [names.index(c) for c in (key_class(names, k) for k in ("S", "V")) if c is not None]
+    logp = np.log(np.clip(prob, 1e-12, None))  # (N, C)
+    idx = [np.flatnonzero(np.isin(record, [int(r) for r in held])) for held in folds]
+    t = tune_offsets(logp, y, names, keys, idx)
+    pred = t["cross_fitted_pred"]
+    m = classification_metrics(y, pred, names)
+    kc = key_class_stats(y, pred, names)
+    chosen = " ".join(f"{n} {o:+.2f}" for n, o in zip(names, t["offsets"]) if o) or "none"
+    log(f"cv: log-probability offsets {chosen}; cross-fitted pooled macro-F1 {m['macro_f1']:.4f}"
+        + "".join(f", {c} F1 {kc[c]['F1']:.3f}" for c in kc))
+    return {"offsets": t["offsets"], "grid": [float(v) for v in OFFSET_GRID],
+            "cross_fitted": {"macro_f1": m["macro_f1"], "N_recall": m["per_class"][names[0]]["recall"],
+                             "key_classes": kc},
+            "pred": "".join(map(str, pred))}
 
 
 def _runs(v: np.ndarray) -> list[list[int]]:
@@ -325,6 +356,11 @@ def train(args: argparse.Namespace, given: set[str], log=log, world: World | Non
         log("stopped before the first epoch finished: nothing to evaluate, nothing written")
         return 130
     model.load_state_dict(state["best_state"])  # the test part sees the best weights only
+    if cv and cv.get("offsets") and any(cv["offsets"]["offsets"]):  # --cv-offsets: into the output layer,
+        with torch.no_grad():  # so evaluate.py, export.py and predict.py all apply them
+            model.fc.bias += torch.tensor(cv["offsets"]["offsets"], dtype=model.fc.bias.dtype,
+                                          device=model.fc.bias.device)
+        state["best_state"] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     if cv:  # no validation part: what the folds measured at the chosen epoch stands in
         state["best_val"] = {"epoch": cv["chosen_epochs"], "macro_f1": cv["best"]["macro_f1"],
                              "source": f"{cv['k']}-fold cross-validation inside DS1"}

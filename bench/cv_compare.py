@@ -30,7 +30,7 @@ import numpy as np  # noqa: E402
 from metrics import paired_bootstrap_diff  # noqa: E402
 
 IGNORED = {"out_dir", "root", "quiet", "threads", "device", "cache", "no_download", "num_workers",
-           "resume", "eval_only", "bootstrap", "cv_only"}
+           "resume", "eval_only", "bootstrap", "cv_only", "cv_offsets"}  # offsets: a row of their own
 
 
 def rows(paths: list[Path]) -> list[dict]:
@@ -46,6 +46,14 @@ def rows(paths: list[Path]) -> list[dict]:
                     "ci": (best.get("ci") or {}).get("macro_f1"),
                     **{f"{c}_{s}": k[c][s] for c in ("S", "V") if c in k for s in ("Se", "+P", "F1")},
                     "folds": r["cv"]["k"], "report": str(p)})
+        if r["cv"].get("offsets"):  # --cv-offsets: the same outputs with the offsets, cross-fitted
+            o = r["cv"]["offsets"]
+            k = o["cross_fitted"]["key_classes"]
+            named = " ".join(f"{n} {v:+.2f}" for n, v in zip(r["classes"], o["offsets"]) if v) or "none"
+            plain = {c: v for c, v in out[-1].items() if not c.startswith(("S_", "V_"))}
+            out.append({**plain, "settings": f"{plain['settings']} + offsets ({named}; cross-fitted)",
+                        "macro_f1": o["cross_fitted"]["macro_f1"], "N_recall": o["cross_fitted"]["N_recall"],
+                        "ci": None, **{f"{c}_{s}": k[c][s] for c in ("S", "V") if c in k for s in ("Se", "+P", "F1")}})
     return sorted(out, key=lambda row: -row["macro_f1"])
 
 
@@ -68,7 +76,8 @@ def held_out(rep: dict, path: Path) -> dict:
         raise ValueError(f"{path} has no held-out predictions (written before they were stored); rerun it")
     return {"beats": h["beats"], "y": np.frombuffer(h["y"].encode(), np.uint8) - 48,
             "pred": np.frombuffer(h["pred"].encode(), np.uint8) - 48,
-            "records": np.repeat(*np.array(h["records"]).T), "classes": rep["classes"]}
+            "records": np.repeat(*np.array(h["records"]).T), "classes": rep["classes"],
+            "pred_offsets": np.frombuffer(h["pred_offsets"].encode(), np.uint8) - 48 if "pred_offsets" in h else None}
 
 
 def paired(base: Path, paths: list[Path], n_boot: int = 2000) -> str:
@@ -77,16 +86,18 @@ def paired(base: Path, paths: list[Path], n_boot: int = 2000) -> str:
     keys = [k for k in ("S", "V") if k in b["classes"]]
     lines = [f"Against {base} (this report minus that one, 95 % paired bootstrap over records):", "",
              "| report | macro-F1 | S F1 | V F1 |", "|---|---:|---:|---:|"]
+    cell = lambda c: "-" if c["point"] is None else f"{c['point']:+.3f} [{c['low']:+.3f}, {c['high']:+.3f}]"  # noqa: E731
     for p in paths:
-        if p.resolve() == base.resolve():
-            continue
         o = held_out(json.loads(p.read_text()), p)
         if o["beats"] != b["beats"] or o["classes"] != b["classes"]:
             raise ValueError(f"{p} and {base} did not predict the same beats (different inputs or classes)")
-        d = paired_bootstrap_diff(b["y"], b["pred"], o["pred"], b["classes"], o["records"], n_boot=n_boot)
-        cell = lambda c: "-" if c["point"] is None else f"{c['point']:+.3f} [{c['low']:+.3f}, {c['high']:+.3f}]"  # noqa: E731
-        per = {k: cell(d["per_class_f1"][k]) for k in keys}
-        lines.append(f"| {p} | {cell(d['macro_f1'])} | {per.get('S', '-')} | {per.get('V', '-')} |")
+        variants = [] if p.resolve() == base.resolve() else [(str(p), o["pred"])]
+        if o["pred_offsets"] is not None:
+            variants.append((f"{p} + offsets (cross-fitted)", o["pred_offsets"]))
+        for name, pred in variants:
+            d = paired_bootstrap_diff(b["y"], b["pred"], pred, b["classes"], o["records"], n_boot=n_boot)
+            per = {k: cell(d["per_class_f1"][k]) for k in keys}
+            lines.append(f"| {name} | {cell(d['macro_f1'])} | {per.get('S', '-')} | {per.get('V', '-')} |")
     return "\n".join(lines) + "\n"
 
 

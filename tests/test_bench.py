@@ -53,6 +53,16 @@ def test_cv_compare_against_pairs_held_out_predictions(tmp_path):
     (row,) = [line for line in r.stdout.splitlines() if line.startswith(f"| {b} |")]
     # S F1 0 -> 1 on every draw of the two records; N F1 2/3 -> 1; macro over N and S: +(1/3 + 1)/2
     assert row == f"| {b} | +0.667 [+0.667, +0.667] | +1.000 [+1.000, +1.000] | - |"
+    # --cv-offsets reports: a row of their own, and a paired row against the baseline's plain output
+    rep = json.loads(a.read_text())
+    rep["cv"]["held_out"]["pred_offsets"] = "00110011"
+    rep["cv"]["offsets"] = {"offsets": [0, 1.0, 0, 0, 0], "cross_fitted": {
+        "macro_f1": 1.0, "N_recall": 1.0, "key_classes": {"S": {"Se": 1.0, "+P": 1.0, "F1": 1.0}}}}
+    a.write_text(json.dumps(rep))
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "| lr=0.001 + offsets (S +1.00; cross-fitted) | 1 | 1.000 | 1.000 | 1.000 | 1.000 | 1.000 | - | - | - |" in r.stdout
+    assert f"| {a} + offsets (cross-fitted) | +0.667 [+0.667, +0.667] | +1.000 [+1.000, +1.000] | - |" in r.stdout
     rep = json.loads(b.read_text())  # another set of beats: refused in one line
     rep["cv"]["held_out"]["beats"] = "other"
     b.write_text(json.dumps(rep))

@@ -384,8 +384,56 @@ def test_cv_chooses_inside_ds1_and_tests_ds2_once(mitbih_dir, tmp_path, monkeypa
     assert report["dataset"]["records"]["val"] == [] and report["dataset"]["records"]["test"] == sorted(DS2, key=int)
 
 
+def test_cv_offsets_go_into_the_output_layer_and_nothing_else(mitbih_dir, tmp_path, monkeypatch):
+    """--cv-offsets: the chosen offsets are reported with their cross-fitted scores, and the final
+    checkpoint differs from the same run without them by exactly the offsets in fc.bias."""
+    from checkpoint import Checkpoint
+    fixed = [0.0, 1.5, -0.5, 0.0, 0.0]
+    real = trainer.tune_offsets
+
+    def fixed_offsets(logp, y, names, keys, folds):
+        assert keys == [1, 2] and sum(len(f) for f in folds) == len(y) == len(logp)
+        return {**real(logp, y, names, keys, folds), "offsets": fixed}
+    monkeypatch.setattr(trainer, "tune_offsets", fixed_offsets)
+    args = ["--split", "interpatient", "--classes", "aami5", "--cv", "2", "--epochs", "1", "--class-limit", "60",
+            "--device", "cpu", "--root", str(mitbih_dir), "--no-download", "--quiet", "--bootstrap", "0",
+            "--threads", "1"]
+    for name, extra in (("plain", []), ("offsets", ["--cv-offsets"])):
+        assert trainer.main([*args, "--out-dir", str(tmp_path / name), *extra]) == 0
+    (a,), (b,) = (list((tmp_path / n).glob("*.pt")) for n in ("plain", "offsets"))
+    sa, sb = Checkpoint.load(a).state_dict, Checkpoint.load(b).state_dict
+    assert [k for k in sa if not torch.equal(sa[k], sb[k])] == ["fc.bias"]
+    assert torch.allclose(sb["fc.bias"] - sa["fc.bias"], torch.tensor(fixed))
+    (rep,) = (tmp_path / "offsets").glob("eval_report_*.json")
+    cv = json.loads(rep.read_text())["cv"]
+    assert cv["offsets"]["offsets"] == fixed and "offsets" not in json.loads(next(
+        (tmp_path / "plain").glob("eval_report_*.json")).read_text())["cv"]
+    y, pred = (np.array(list(cv["held_out"][k]), int) for k in ("y", "pred_offsets"))
+    scored = classification_metrics(y, pred, ["N", "S", "V", "F", "Q"])["macro_f1"]
+    assert scored == pytest.approx(cv["offsets"]["cross_fitted"]["macro_f1"])
+
+
+def test_tune_offsets_finds_a_shifted_class_and_scores_it_cross_fitted():
+    """S is under-called by a constant 4 in log-probability: the grid finds a positive offset, and
+    the cross-fitted predictions (each fold scored by the other folds' choice) recover the labels."""
+    rng = np.random.default_rng(0)
+    y = rng.choice(3, 3000, p=[0.8, 0.1, 0.1])
+    logit = rng.normal(0, 0.3, (3000, 3))
+    logit[np.arange(3000), y] += 3.0
+    logit[:, 1] -= 4.0                                  # a true S beat: -1 against 0 for the others
+    logp = logit - np.log(np.exp(logit).sum(1, keepdims=True))
+    folds = list(np.array_split(np.arange(3000), 3))
+    t = engine.tune_offsets(logp, y, ["N", "S", "V"], [1, 2], folds)
+    assert 1.25 <= t["offsets"][1] <= 4.0 and t["offsets"][0] == 0
+    assert (t["cross_fitted_pred"] == y).mean() > 0.99 > (logp.argmax(1) == y).mean()
+    # nothing to gain: no offset at all (0 is tried first and kept on ties)
+    clean = np.eye(3)[y] * 5.0
+    assert engine.tune_offsets(clean, y, ["N", "S", "V"], [1, 2], folds)["offsets"] == [0.0, 0.0, 0.0]
+
+
 def test_cv_needs_the_interpatient_split(mitbih_dir, tmp_path, capsys):
-    for bad in (["--cv", "3"], ["--split", "interpatient", "--cv", "1"], ["--cv", "3", *RECS, "--split", "interpatient"]):
+    for bad in (["--cv", "3"], ["--split", "interpatient", "--cv", "1"], ["--cv", "3", *RECS, "--split", "interpatient"],
+                ["--split", "interpatient", "--cv-offsets"]):
         assert trainer.main(["--root", str(mitbih_dir), "--out-dir", str(tmp_path), *bad]) == 2
         assert "--cv" in capsys.readouterr().err
 
