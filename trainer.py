@@ -67,7 +67,8 @@ class FitOptions:
 
 def fit(model, tr: BeatTensors, va: BeatTensors | None, class_names: list[str], opts: FitOptions,
         state: dict, save_state: Callable[[dict], None], device, log=log,
-        on_epoch: Callable[[int, np.ndarray, float, np.ndarray], None] | None = None, world: World | None = None) -> dict:
+        on_epoch: Callable[[int, np.ndarray, float, np.ndarray], None] | None = None,
+        world: World | None = None) -> dict:
     """Train with early stopping on validation macro-F1; returns the state (best weights,
     history, ...). After every epoch `save_state(state)` persists it for --resume (before the
     epoch's line is printed), and `on_epoch(epoch, val predictions, val loss, val probabilities)`
@@ -246,9 +247,11 @@ def choose_offsets(prob: np.ndarray, y: np.ndarray, record: np.ndarray, names: l
     m = classification_metrics(y, pred, names)
     kc = key_class_stats(y, pred, names)
     chosen = " ".join(f"{n} {o:+.2f}" for n, o in zip(names, t["offsets"]) if o) or "none"
-    log(f"cv: log-probability offsets {chosen}; cross-fitted pooled macro-F1 {m['macro_f1']:.4f}"
+    log(f"cv: log-probability offsets {chosen} (pooled macro-F1 {t['in_sample_macro_f1']:.4f} on the beats that "
+        f"chose them); cross-fitted pooled macro-F1 {m['macro_f1']:.4f}"
         + "".join(f", {c} F1 {kc[c]['F1']:.3f}" for c in kc))
     return {"offsets": t["offsets"], "grid": [float(v) for v in OFFSET_GRID],
+            "in_sample_macro_f1": t["in_sample_macro_f1"],
             "cross_fitted": {"macro_f1": m["macro_f1"], "N_recall": m["per_class"][names[0]]["recall"],
                              "key_classes": kc},
             "pred": "".join(map(str, pred))}

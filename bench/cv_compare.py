@@ -53,7 +53,8 @@ def rows(paths: list[Path]) -> list[dict]:
             plain = {c: v for c, v in out[-1].items() if not c.startswith(("S_", "V_"))}
             out.append({**plain, "settings": f"{plain['settings']} + offsets ({named}; cross-fitted)",
                         "macro_f1": o["cross_fitted"]["macro_f1"], "N_recall": o["cross_fitted"]["N_recall"],
-                        "ci": None, **{f"{c}_{s}": k[c][s] for c in ("S", "V") if c in k for s in ("Se", "+P", "F1")}})
+                        "ci": None,
+                        **{f"{c}_{s}": k[c][s] for c in ("S", "V") if c in k for s in ("Se", "+P", "F1")}})
     return sorted(out, key=lambda row: -row["macro_f1"])
 
 
@@ -77,7 +78,8 @@ def held_out(rep: dict, path: Path) -> dict:
     return {"beats": h["beats"], "y": np.frombuffer(h["y"].encode(), np.uint8) - 48,
             "pred": np.frombuffer(h["pred"].encode(), np.uint8) - 48,
             "records": np.repeat(*np.array(h["records"]).T), "classes": rep["classes"],
-            "pred_offsets": np.frombuffer(h["pred_offsets"].encode(), np.uint8) - 48 if "pred_offsets" in h else None}
+            "pred_offsets": (np.frombuffer(h["pred_offsets"].encode(), np.uint8) - 48
+                             if "pred_offsets" in h else None)}
 
 
 def paired(base: Path, paths: list[Path], n_boot: int = 2000) -> str:
@@ -86,7 +88,9 @@ def paired(base: Path, paths: list[Path], n_boot: int = 2000) -> str:
     keys = [k for k in ("S", "V") if k in b["classes"]]
     lines = [f"Against {base} (this report minus that one, 95 % paired bootstrap over records):", "",
              "| report | macro-F1 | S F1 | V F1 |", "|---|---:|---:|---:|"]
-    cell = lambda c: "-" if c["point"] is None else f"{c['point']:+.3f} [{c['low']:+.3f}, {c['high']:+.3f}]"  # noqa: E731
+    def cell(c: dict) -> str:
+        return "-" if c["point"] is None else f"{c['point']:+.3f} [{c['low']:+.3f}, {c['high']:+.3f}]"
+
     for p in paths:
         o = held_out(json.loads(p.read_text()), p)
         if o["beats"] != b["beats"] or o["classes"] != b["classes"]:

@@ -426,6 +426,8 @@ def test_tune_offsets_finds_a_shifted_class_and_scores_it_cross_fitted():
     t = engine.tune_offsets(logp, y, ["N", "S", "V"], [1, 2], folds)
     assert 1.25 <= t["offsets"][1] <= 4.0 and t["offsets"][0] == 0
     assert (t["cross_fitted_pred"] == y).mean() > 0.99 > (logp.argmax(1) == y).mean()
+    plain = engine.offset_scores(logp, y, ["N", "S", "V"], [1, 2], np.array([0.0]))[1][0]
+    assert t["in_sample_macro_f1"] >= plain
     # nothing to gain: no offset at all (0 is tried first and kept on ties)
     clean = np.eye(3)[y] * 5.0
     assert engine.tune_offsets(clean, y, ["N", "S", "V"], [1, 2], folds)["offsets"] == [0.0, 0.0, 0.0]
