@@ -25,7 +25,7 @@ def make_checkpoint(path: Path, model_name: str = "liteecgnet", rr_dim: int = 0,
                     cfg: PreprocConfig = PreprocConfig()) -> torch.nn.Module:
     """A final checkpoint as trainer.py writes it, of an untrained model (no data needed)."""
     torch.manual_seed(0)
-    rr_norm = cfg.rr_features == "patient" and rr_dim > 0
+    rr_norm = cfg.rr_features != "local" and rr_dim > 0
     model = create_model(model_name, rr_dim=rr_dim, in_channels=cfg.channels, rr_norm=rr_norm)
     torch.save({"format": CKPT_FORMAT, "version": CKPT_VERSION, "kind": kind, "model_name": model_name,
                 "model_config": {}, "num_classes": 4, "rr_dim": rr_dim, "in_channels": cfg.channels,
