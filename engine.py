@@ -220,7 +220,7 @@ _STEPS = np.arange(-8, 17) * 0.25                  # -2.0, -1.75, ..., 4.0
 OFFSET_GRID = np.concatenate([[0.0], _STEPS[_STEPS != 0]])
 
 
-def offset_scores(logp: np.ndarray, y: np.ndarray, class_names: list[str], keys: list[int],
+def offset_scores(logp: np.ndarray, y: np.ndarray, keys: list[int],
                   grid: np.ndarray = OFFSET_GRID) -> tuple[np.ndarray, np.ndarray]:
     """Macro-F1 of argmax(logp + b) for every offset vector b on the grid (offsets on the `keys`
     classes, 0 elsewhere). logp: (N, C) log-probabilities. -> ((M, C) offsets, (M,) macro-F1)."""
@@ -239,20 +239,19 @@ def offset_scores(logp: np.ndarray, y: np.ndarray, class_names: list[str], keys:
     return offs, out
 
 
-def tune_offsets(logp: np.ndarray, y: np.ndarray, class_names: list[str], keys: list[int],
-                 folds: list[np.ndarray]) -> dict:
+def tune_offsets(logp: np.ndarray, y: np.ndarray, keys: list[int], folds: list[np.ndarray]) -> dict:
     """Additive offsets of the key classes' log-probabilities that maximise pooled macro-F1 of
     held-out outputs `logp` (N, C), and an honest estimate of what they bring: each fold's beats
     are scored with the offsets chosen on the other folds' beats (cross-fitting), so no beat
     judges the offsets it chose. -> {"offsets": [C floats], "in_sample_macro_f1": the chosen
     offsets' score on the beats that chose them (optimistic), "cross_fitted_pred": (N,) int}."""
-    offs, score = offset_scores(logp, y, class_names, keys)
+    offs, score = offset_scores(logp, y, keys)
     best = offs[int(np.argmax(score))]               # the first of equals: 0 when it ties
     pred = np.empty(len(y), np.int64)
     for f in folds:
         rest = np.ones(len(y), bool)
         rest[f] = False
-        o, sc = offset_scores(logp[rest], y[rest], class_names, keys)
+        o, sc = offset_scores(logp[rest], y[rest], keys)
         pred[f] = (logp[f] + o[int(np.argmax(sc))]).argmax(1)
     return {"offsets": [float(v) for v in best], "in_sample_macro_f1": float(score.max()),
             "cross_fitted_pred": pred}

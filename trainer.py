@@ -72,8 +72,8 @@ def fit(model, tr: BeatTensors, va: BeatTensors | None, class_names: list[str], 
     """Train with early stopping on validation macro-F1; returns the state (best weights,
     history, ...). After every epoch `save_state(state)` persists it for --resume (before the
     epoch's line is printed), and `on_epoch(epoch, val predictions, val loss, val probabilities)`
-    sees the epoch's validation (cross-validation collects held-out outputs so). Without a validation part
-    (`va` None) the last epoch is the best. Ctrl-C stops cleanly after marking the state
+    sees the epoch's validation (cross-validation collects held-out outputs so). Without a
+    validation part (`va` None) the last epoch is the best. Ctrl-C stops cleanly after marking the state
     interrupted; the caller evaluates the best weights.
 
     `world` (a distributed run, see distributed.py): every process trains its shard of each
@@ -242,7 +242,7 @@ def choose_offsets(prob: np.ndarray, y: np.ndarray, record: np.ndarray, names: l
     keys = [names.index(c) for c in (key_class(names, k) for k in ("S", "V")) if c is not None]
     logp = np.log(np.clip(prob, 1e-12, None))  # (N, C)
     idx = [np.flatnonzero(np.isin(record, [int(r) for r in held])) for held in folds]
-    t = tune_offsets(logp, y, names, keys, idx)
+    t = tune_offsets(logp, y, keys, idx)
     pred = t["cross_fitted_pred"]
     m = classification_metrics(y, pred, names)
     kc = key_class_stats(y, pred, names)

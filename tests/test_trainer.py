@@ -391,9 +391,9 @@ def test_cv_offsets_go_into_the_output_layer_and_nothing_else(mitbih_dir, tmp_pa
     fixed = [0.0, 1.5, -0.5, 0.0, 0.0]
     real = trainer.tune_offsets
 
-    def fixed_offsets(logp, y, names, keys, folds):
+    def fixed_offsets(logp, y, keys, folds):
         assert keys == [1, 2] and sum(len(f) for f in folds) == len(y) == len(logp)
-        return {**real(logp, y, names, keys, folds), "offsets": fixed}
+        return {**real(logp, y, keys, folds), "offsets": fixed}
     monkeypatch.setattr(trainer, "tune_offsets", fixed_offsets)
     args = ["--split", "interpatient", "--classes", "aami5", "--cv", "2", "--epochs", "1", "--class-limit", "60",
             "--device", "cpu", "--root", str(mitbih_dir), "--no-download", "--quiet", "--bootstrap", "0",
@@ -423,14 +423,14 @@ def test_tune_offsets_finds_a_shifted_class_and_scores_it_cross_fitted():
     logit[:, 1] -= 4.0                                  # a true S beat: -1 against 0 for the others
     logp = logit - np.log(np.exp(logit).sum(1, keepdims=True))
     folds = list(np.array_split(np.arange(3000), 3))
-    t = engine.tune_offsets(logp, y, ["N", "S", "V"], [1, 2], folds)
+    t = engine.tune_offsets(logp, y, [1, 2], folds)
     assert 1.25 <= t["offsets"][1] <= 4.0 and t["offsets"][0] == 0
     assert (t["cross_fitted_pred"] == y).mean() > 0.99 > (logp.argmax(1) == y).mean()
-    plain = engine.offset_scores(logp, y, ["N", "S", "V"], [1, 2], np.array([0.0]))[1][0]
+    plain = engine.offset_scores(logp, y, [1, 2], np.array([0.0]))[1][0]
     assert t["in_sample_macro_f1"] >= plain
     # nothing to gain: no offset at all (0 is tried first and kept on ties)
     clean = np.eye(3)[y] * 5.0
-    assert engine.tune_offsets(clean, y, ["N", "S", "V"], [1, 2], folds)["offsets"] == [0.0, 0.0, 0.0]
+    assert engine.tune_offsets(clean, y, [1, 2], folds)["offsets"] == [0.0, 0.0, 0.0]
 
 
 def test_cv_needs_the_interpatient_split(mitbih_dir, tmp_path, capsys):
