@@ -8,7 +8,7 @@ Only DS1's 22 records are loaded (DS2 is never read). The folds are trainer.py -
 patient, and the pooled held-out predictions are scored like bench/cv_compare.py's rows, so a
 row here sits beside the nets' cross-validation rows. Feature sets (FEATURE_SETS):
 
-- ``rr``            the RR set of --rr-features (the preset: 8 patient-relative features)
+- ``rr``            the RR set of --rr-features (default: the preset's)
 - ``rr+diff``       plus the beat minus the running template, every 8th sample
 - ``rr+diff+beat``  plus the beat itself, every 8th sample (on the template's scale)
 
@@ -27,6 +27,7 @@ import numpy as np
 
 from common import parser, records_missing  # noqa: E402  (puts the repository on sys.path)
 
+from beats import RR_FEATURES  # noqa: E402
 from config import DATA_DEFAULTS, SPLIT_PRESETS  # noqa: E402
 from dataset import DS1, interpatient_folds  # noqa: E402
 from metrics import classification_metrics, key_class_stats  # noqa: E402
@@ -56,8 +57,8 @@ def cross_validate(data, x: np.ndarray, k: int, seed: int) -> np.ndarray:
 def main() -> int:
     ap = parser(__doc__)
     ap.add_argument("--cv", type=int, default=4, help="patient-grouped folds inside DS1 (default: 4)")
-    ap.add_argument("--rr-features", default=SPLIT_PRESETS["interpatient"]["rr_features"],
-                    help="per-beat RR set (default: the inter-patient preset's)")
+    ap.add_argument("--rr-features", default=SPLIT_PRESETS["interpatient"]["rr_features"], choices=sorted(RR_FEATURES),
+                    help=f"per-beat RR set (default: the inter-patient preset's, {SPLIT_PRESETS['interpatient']['rr_features']})")
     ap.add_argument("--seed", type=int, default=0, help="tree seed (default: 0)")
     ap.add_argument("--sets", nargs="+", default=list(FEATURE_SETS), choices=FEATURE_SETS,
                     help="feature sets to score (default: all)")
