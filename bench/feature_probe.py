@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import parser, records_missing  # noqa: E402  (puts the repository on sys.path)
+from common import parser  # noqa: E402  (puts the repository on sys.path)
 
 from beats import RR_FEATURES  # noqa: E402
 from config import DATA_DEFAULTS, SPLIT_PRESETS  # noqa: E402
@@ -63,7 +63,10 @@ def main() -> int:
     ap.add_argument("--sets", nargs="+", default=list(FEATURE_SETS), choices=FEATURE_SETS,
                     help="feature sets to score (default: all)")
     args = ap.parse_args()
-    if records_missing(args.root, "bench/feature_probe.py"):
+    missing = [r for r in DS1 if not all((Path(args.root) / f"{r}.{e}").exists() for e in ("hea", "dat", "atr"))]
+    if missing:
+        print(f"bench/feature_probe.py: error: DS1 records missing in {args.root}: {' '.join(missing)} "
+              "(set MITBIH_DIR)", file=sys.stderr)
         return 2
     preset = SPLIT_PRESETS["interpatient"]
     cfg = PreprocConfig(classes=preset["classes"], segment_sec=preset["segment_sec"], template=True,

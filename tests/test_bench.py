@@ -85,3 +85,29 @@ def test_accuracy_page_keeps_the_sections_of_protocols_not_rerun(tmp_path):
     assert keep(page.read_text()) == keep(before)
     for title in ("## Accuracy: stratified", "## Accuracy: random", "## Accuracy: interpatient", "## Model cost"):
         assert title in page.read_text()
+
+
+def test_feature_probe_scores_ds1_folds_only(mitbih_dir, tmp_path):
+    """The tree reference loads DS1 only and prints one scored row per feature set."""
+    import shutil
+    from dataset import DS1, DS2
+    root = tmp_path / "ds1"  # a folder without DS2: the probe must not need it
+    root.mkdir()
+    for rec in DS1:
+        for ext in ("hea", "dat", "atr"):
+            shutil.copy(Path(mitbih_dir) / f"{rec}.{ext}", root)
+    results = ROOT / "bench" / "results.jsonl"
+    before = results.read_text() if results.exists() else None
+    try:
+        r = subprocess.run([sys.executable, str(ROOT / "bench" / "feature_probe.py"), "--root", str(root),
+                            "--sets", "rr", "--cv", "2"], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    finally:  # the test leaves the tracked results file as it was
+        if before is None:
+            results.unlink(missing_ok=True)
+        else:
+            results.write_text(before)
+    assert r.returncode == 0, r.stderr
+    (row,) = [line for line in r.stdout.splitlines() if line.startswith("| rr |")]
+    cells = [float(c) for c in row.strip("|").split("|")[1:]]
+    assert len(cells) == 9 and all(0 <= c <= 1 for c in cells[:8])
+    assert not any((root / f"{rec}.dat").exists() for rec in DS2)
