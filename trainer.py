@@ -214,7 +214,7 @@ def cross_validate(args: argparse.Namespace, data, device, log=log) -> dict:
         per_epoch.append({"epoch": e + 1, "macro_f1": m["macro_f1"], "loss": float(losses[e]),
                           "N_recall": m["per_class"][names[0]]["recall"],
                           "key_classes": key_class_stats(data.y[ds1], yp, names)})
-    best = max(per_epoch, key=lambda r: r["macro_f1"])  # the first of equals: fewer epochs
+    best = dict(max(per_epoch, key=lambda r: r["macro_f1"]))  # the first of equals: fewer epochs
     chosen = preds[best["epoch"] - 1, ds1].astype(np.int64)
     if args.bootstrap:  # patients, not beats, are the unit a new-patient score varies with
         best["ci"] = bootstrap_ci(data.y[ds1], chosen, names, groups=data.record[ds1], n_boot=args.bootstrap,
