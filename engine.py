@@ -15,7 +15,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from dataset import BeatTensors
-from metrics import bootstrap_ci, classification_metrics, ec57_stats, key_class_stats
+from metrics import (bootstrap_ci, classification_metrics, confusion_matrix, ec57_stats, f1_from_cm,
+                     key_class_stats)
 
 CLASS_WEIGHTINGS = {"inverse": 1.0, "sqrt": 0.5}  # --class-weights mode -> power of N / (C * n_c)
 # Record 232 (DS2) holds about 75 % of DS2's S beats, so the literature's S figures are mostly
@@ -229,14 +230,8 @@ def offset_scores(logp: np.ndarray, y: np.ndarray, keys: list[int],
     offs = np.zeros((len(combos), C))
     offs[:, keys] = combos
     present = np.bincount(y, minlength=C) > 0
-    out = np.empty(len(offs))
-    for m, b in enumerate(offs):
-        cm = np.bincount(y * C + (logp + b).argmax(1), minlength=C * C).reshape(C, C)
-        tp = np.diag(cm).astype(np.float64)
-        den = cm.sum(0) + cm.sum(1)
-        f1 = np.divide(2 * tp, den, out=np.zeros(C), where=den > 0)
-        out[m] = f1[present].mean()
-    return offs, out
+    cms = np.stack([confusion_matrix(y, (logp + b).argmax(1), C) for b in offs])  # (M, C, C)
+    return offs, f1_from_cm(cms)[:, present].mean(1)   # macro over the classes present, as reported
 
 
 def tune_offsets(logp: np.ndarray, y: np.ndarray, keys: list[int], folds: list[np.ndarray]) -> dict:

@@ -41,6 +41,14 @@ def _trailing_mean(v: np.ndarray, lo: np.ndarray) -> np.ndarray:
     return (c[i + 1] - c[lo]) / (i + 1 - lo)
 
 
+def _window_starts(rpeaks: np.ndarray, fs: int, long_sec: float, local: int) -> tuple[np.ndarray, np.ndarray]:
+    """First beat of each beat's long-term window (R peaks within `long_sec` s before it) and of
+    its local window (the last `local` intervals): ((n,), (n,)) indices, both <= the beat's own."""
+    i = np.arange(len(rpeaks))
+    t = rpeaks.astype(np.float64)
+    return np.minimum(np.searchsorted(t, t - long_sec * fs, side="left"), i), np.maximum(0, i + 1 - local)
+
+
 def rr_context(rpeaks: np.ndarray, fs: int, long_sec: float = 300.0, local: int = 10,
                irr: int = 32, min_sec: float = 0.02) -> np.ndarray:
     """Patient-relative RR context of every beat: (n, len(RR_FEATURES)) float32, never NaN/inf.
@@ -61,10 +69,9 @@ def rr_context(rpeaks: np.ndarray, fs: int, long_sec: float = 300.0, local: int 
         return out
     pre, post = _intervals(rpeaks, fs, min_sec)        # (n,), (n,) seconds
     i = np.arange(n)
-    t = rpeaks.astype(np.float64)
-    lo_long = np.minimum(np.searchsorted(t, t - long_sec * fs, side="left"), i)
+    lo_long, lo_local = _window_starts(rpeaks, fs, long_sec, local)
     long_mean = _trailing_mean(pre, lo_long)           # (n,)
-    local_mean = _trailing_mean(pre, np.maximum(0, i + 1 - local))
+    local_mean = _trailing_mean(pre, lo_local)
     lo_irr = np.maximum(0, i + 1 - irr)
     irr_mean = _trailing_mean(pre, lo_irr)
     sq_mean = _trailing_mean(pre * pre, lo_irr)
@@ -72,19 +79,17 @@ def rr_context(rpeaks: np.ndarray, fs: int, long_sec: float = 300.0, local: int 
     # median |dRR| over the dRRs inside the same trailing window: d[j] = |pre[j] - pre[j-1]|, j >= 1
     d = np.abs(np.diff(pre))                           # (n-1,), d[j-1] belongs to beat j
     w = irr - 1                                        # dRRs within `irr` intervals
-    pad = np.concatenate([np.full(w - 1, np.nan), d]) if w > 1 else d
     mad = np.zeros(n)
     if w >= 1:
-        win = np.lib.stride_tricks.sliding_window_view(pad, w)  # (n-1, w): row j-1 ends at d[j-1]
-        # rows always hold at least one finite value (their last)
-        mad[1:] = _nanmedian_rows(win)
+        mad[1:] = _trailing_median(d, np.maximum(0, np.arange(n - 1) + 1 - w))
     out = np.stack([pre / long_mean, post / long_mean, pre / local_mean, post / local_mean,
                     post / pre, local_mean / long_mean, irr_std / irr_mean, mad / irr_mean], 1)
     return out.astype(np.float32)
 
 
 def _trailing_median(v: np.ndarray, lo: np.ndarray) -> np.ndarray:
-    """median(v[lo[i] .. i]) for every i (inclusive), lo[i] <= i. (n,)"""
+    """median(v[lo[i] .. i]) for every i (inclusive), lo[i] <= i. (n,) Each row of the padded
+    window view holds at least v[i], so _nanmedian_rows always has a finite value."""
     n = len(v)
     if n == 0:
         return np.zeros(0)
@@ -108,10 +113,8 @@ def rr_robust(rpeaks: np.ndarray, fs: int, long_sec: float = 300.0, local: int =
     if n < 2:
         return np.concatenate([base, np.ones((n, 5), np.float32)], 1)
     pre, post = _intervals(rpeaks, fs, min_sec)
-    i = np.arange(n)
-    t = rpeaks.astype(np.float64)
-    long_med = _trailing_median(pre, np.minimum(np.searchsorted(t, t - long_sec * fs, side="left"), i))
-    local_med = _trailing_median(pre, np.maximum(0, i + 1 - local))
+    lo_long, lo_local = _window_starts(rpeaks, fs, long_sec, local)
+    long_med, local_med = _trailing_median(pre, lo_long), _trailing_median(pre, lo_local)
     med = np.stack([pre / long_med, post / long_med, pre / local_med, post / local_med,
                     local_med / long_med], 1)
     return np.concatenate([base, med.astype(np.float32)], 1)

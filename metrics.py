@@ -80,7 +80,7 @@ def _div(num: np.ndarray, den: np.ndarray, fill: float = 0.0) -> np.ndarray:
     return out
 
 
-def _f1_from_cm(cm: np.ndarray) -> np.ndarray:
+def f1_from_cm(cm: np.ndarray) -> np.ndarray:
     """Per-class F1 from confusion matrices (..., C, C) -> (..., C); 0 where 2TP+FP+FN == 0.
 
     2TP/(2TP+FP+FN) equals 2PR/(P+R) whenever TP > 0, and is 0 when TP == 0, which matches
@@ -117,7 +117,7 @@ def _metrics_from_cm(cm: np.ndarray, class_names: Sequence[str]) -> dict[str, An
     tn = n - tp - fp - fn
     precision = _div(tp, predicted)
     recall = _div(tp, support)
-    f1 = _f1_from_cm(cm)
+    f1 = f1_from_cm(cm)
     specificity = _div(tn, tn + fp)
     present = support > 0
     per_class = {
@@ -240,6 +240,23 @@ def _group_cms(yt: np.ndarray, yp: np.ndarray, groups, C: int, what: str) -> np.
     return np.bincount((gidx.astype(np.int64) * C + yt) * C + yp, minlength=G * C * C).reshape(G, C, C)
 
 
+def _resampled_f1(boot: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-class F1 (B, C) of resampled confusion matrices (B, C, C), NaN where a resample has no
+    support for the class, and their macro-F1 (B,) over the classes each resample has."""
+    f1 = f1_from_cm(boot)                                              # (B, C)
+    f1[boot.sum(axis=2) == 0] = np.nan                                  # no support: skip
+    return f1, np.nanmean(f1, axis=1)  # every resample has >= 1 present class (n > 0)
+
+
+def _interval(p: float | None, samples: np.ndarray, alpha: float) -> dict[str, Any]:
+    """{point, low, high}: the percentile interval of the non-NaN `samples` (None when none)."""
+    s = samples[~np.isnan(samples)]
+    if s.size == 0:
+        return {"point": p, "low": None, "high": None}
+    lo, hi = np.percentile(s, [100 * alpha / 2, 100 * (1 - alpha / 2)])
+    return {"point": p, "low": float(lo), "high": float(hi)}
+
+
 def bootstrap_ci(y_true, y_pred, class_names: Sequence[str], groups=None, n_boot: int = 1000,
                  seed: int = 1337, alpha: float = 0.05) -> dict[str, Any]:
     """Seeded percentile bootstrap CI for accuracy, macro-F1 and per-class F1.
@@ -279,19 +296,9 @@ def bootstrap_ci(y_true, y_pred, class_names: Sequence[str], groups=None, n_boot
 
     n = boot.sum(axis=(1, 2))                                           # (B,)
     acc = np.trace(boot, axis1=1, axis2=2) / n
-    f1 = _f1_from_cm(boot)                                              # (B, C)
-    f1[boot.sum(axis=2) == 0] = np.nan                                  # no support: skip
-    macro = np.nanmean(f1, axis=1)  # every resample has >= 1 present class (n > 0)
-
+    f1, macro = _resampled_f1(boot)
     point = _metrics_from_cm(cm, class_names)
-    q = [100 * alpha / 2, 100 * (1 - alpha / 2)]
-
-    def interval(p: float, samples: np.ndarray) -> dict[str, Any]:
-        s = samples[~np.isnan(samples)]
-        if s.size == 0:
-            return {"point": p, "low": None, "high": None}
-        lo, hi = np.percentile(s, q)
-        return {"point": p, "low": float(lo), "high": float(hi)}
+    interval = lambda p, samples: _interval(p, samples, alpha)  # noqa: E731
 
     per_class = {}
     for k, name in enumerate(class_names):
@@ -320,31 +327,19 @@ def paired_bootstrap_diff(y_true, pred_a, pred_b, class_names: Sequence[str], gr
     ca, cb = _group_cms(yt, pa, groups, C, "groups"), _group_cms(yt, pb, groups, C, "groups")  # (G, C, C)
     G = len(ca)
     counts = np.random.default_rng(seed).multinomial(G, np.full(G, 1.0 / G), size=n_boot)  # (B, G)
-    q = [100 * alpha / 2, 100 * (1 - alpha / 2)]
-
-    def f1s(cms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        boot = (counts @ cms.reshape(G, C * C)).reshape(n_boot, C, C)
-        f1 = _f1_from_cm(boot)                                          # (B, C)
-        f1[boot.sum(axis=2) == 0] = np.nan
-        return f1, np.nanmean(f1, axis=1)
-
-    (fa, ma), (fb, mb) = f1s(ca), f1s(cb)
+    resample = lambda cms: _resampled_f1((counts @ cms.reshape(G, C * C)).reshape(n_boot, C, C))  # noqa: E731
+    (fa, ma), (fb, mb) = resample(ca), resample(cb)
     point_a, point_b = _metrics_from_cm(ca.sum(0), class_names), _metrics_from_cm(cb.sum(0), class_names)
-
-    def interval(p: float | None, d: np.ndarray) -> dict[str, Any]:
-        d = d[~np.isnan(d)]
-        if p is None or d.size == 0:
-            return {"point": None, "low": None, "high": None}
-        lo, hi = np.percentile(d, q)
-        return {"point": p, "low": float(lo), "high": float(hi)}
 
     per_class = {}
     for k, name in enumerate(class_names):
-        sup = point_a["per_class"][name]["support"]
-        per_class[name] = interval(point_b["per_class"][name]["f1"] - point_a["per_class"][name]["f1"]
-                                   if sup else None, fb[:, k] - fa[:, k])
+        # no support: every resample is NaN, so the interval is (None, None, None)
+        d = point_b["per_class"][name]["f1"] - point_a["per_class"][name]["f1"]
+        p = d if point_a["per_class"][name]["support"] else None
+        per_class[name] = _interval(p, fb[:, k] - fa[:, k], alpha)
     return {"method": "paired bootstrap-record", "n_boot": int(n_boot), "alpha": float(alpha), "n_units": G,
-            "macro_f1": interval(point_b["macro_f1"] - point_a["macro_f1"], mb - ma), "per_class_f1": per_class}
+            "macro_f1": _interval(point_b["macro_f1"] - point_a["macro_f1"], mb - ma, alpha),
+            "per_class_f1": per_class}
 
 
 # ------------------------------------------------------------------------------------------
@@ -357,7 +352,7 @@ def key_class_stats(y_true, y_pred, class_names: Sequence[str]) -> dict[str, Any
     Se / +P are None when undefined (0/0), as in ec57_stats."""
     yt, yp = _check_labels(y_true, y_pred, len(class_names))
     gross = ec57_stats(yt, yp, class_names)["gross"]
-    f1 = _f1_from_cm(confusion_matrix(yt, yp, len(class_names)))
+    f1 = f1_from_cm(confusion_matrix(yt, yp, len(class_names)))
     out = {}
     for key in ("S", "V"):
         name = key_class(class_names, key)

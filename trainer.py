@@ -254,7 +254,12 @@ def choose_offsets(prob: np.ndarray, y: np.ndarray, record: np.ndarray, names: l
             "in_sample_macro_f1": t["in_sample_macro_f1"],
             "cross_fitted": {"macro_f1": m["macro_f1"], "N_recall": m["per_class"][names[0]]["recall"],
                              "key_classes": kc},
-            "pred": "".join(map(str, pred))}
+            "pred": _digits(pred)}
+
+
+def _digits(a: np.ndarray) -> str:
+    """Class indices (< 10) as one digit string: compact in JSON (bench/cv_compare.digits reads it)."""
+    return "".join(map(str, a))
 
 
 def _runs(v: np.ndarray) -> list[list[int]]:
@@ -270,8 +275,8 @@ def held_out(data, idx: np.ndarray, pred: np.ndarray) -> dict:
     key = np.stack([data.record[idx].astype(np.int64), data.rpeak[idx].astype(np.int64),
                     data.y[idx].astype(np.int64)], 1)
     return {"beats": hashlib.sha256(np.ascontiguousarray(key).tobytes()).hexdigest()[:16],
-            "records": _runs(data.record[idx]), "y": "".join(map(str, data.y[idx])),
-            "pred": "".join(map(str, pred))}
+            "records": _runs(data.record[idx]), "y": _digits(data.y[idx]),
+            "pred": _digits(pred)}
 
 
 def train(args: argparse.Namespace, given: set[str], log=log, world: World | None = None) -> int:

@@ -10,6 +10,7 @@ import platform
 import sys
 import time
 from pathlib import Path
+from typing import Sequence
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -44,9 +45,14 @@ def print_table_head(head: str, columns: list[str], text_columns: int = 1) -> No
                          for i, c in enumerate(columns)) + "|")
 
 
-def records_missing(root: str, prog: str) -> bool:
-    """True (after one line on stderr) when `root` holds no MIT-BIH records."""
-    if all((Path(root) / f"100.{ext}").exists() for ext in ("hea", "dat", "atr")):
+def records_missing(root: str, prog: str, records: Sequence[str] = ("100",)) -> bool:
+    """True (after one line on stderr) when `root` lacks any of `records` (by default: it holds no
+    MIT-BIH records)."""
+    missing = [r for r in records
+               if not all((Path(root) / f"{r}.{ext}").exists() for ext in ("hea", "dat", "atr"))]
+    if not missing:
         return False
-    print(f"{prog}: error: no MIT-BIH records in {root} (set MITBIH_DIR)", file=sys.stderr)
+    what = ("no MIT-BIH records" if len(missing) == len(records)
+            else f"records {' '.join(missing)} missing")
+    print(f"{prog}: error: {what} in {root} (set MITBIH_DIR)", file=sys.stderr)
     return True

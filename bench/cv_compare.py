@@ -33,8 +33,13 @@ IGNORED = {"out_dir", "root", "quiet", "threads", "device", "cache", "no_downloa
            "resume", "eval_only", "bootstrap", "cv_only", "cv_offsets"}  # offsets: a row of their own
 
 
-def rows(paths: list[Path]) -> list[dict]:
-    reps = [json.loads(p.read_text()) for p in paths]
+def key_columns(k: dict) -> dict:
+    """S and V Se / +P / F1 of a key_classes dict, as the table's columns."""
+    return {f"{c}_{s}": k[c][s] for c in ("S", "V") if c in k for s in ("Se", "+P", "F1")}
+
+
+def rows(reports: dict[Path, dict]) -> list[dict]:
+    paths, reps = list(reports), list(reports.values())
     keys = sorted({k for r in reps for k in r["args"]} - IGNORED)
     differ = [k for k in keys if len({json.dumps(r["args"].get(k)) for r in reps}) > 1]
     out = []
@@ -43,18 +48,15 @@ def rows(paths: list[Path]) -> list[dict]:
         k = best["key_classes"]
         out.append({"settings": " ".join(f"{d}={r['args'].get(d)}" for d in differ) or p.parent.name,
                     "epochs": best["epoch"], "macro_f1": best["macro_f1"], "N_recall": best["N_recall"],
-                    "ci": (best.get("ci") or {}).get("macro_f1"),
-                    **{f"{c}_{s}": k[c][s] for c in ("S", "V") if c in k for s in ("Se", "+P", "F1")},
+                    "ci": (best.get("ci") or {}).get("macro_f1"), **key_columns(k),
                     "folds": r["cv"]["k"], "report": str(p)})
         if r["cv"].get("offsets"):  # --cv-offsets: the same outputs with the offsets, cross-fitted
             o = r["cv"]["offsets"]
-            k = o["cross_fitted"]["key_classes"]
             named = " ".join(f"{n} {v:+.2f}" for n, v in zip(r["classes"], o["offsets"]) if v) or "none"
             plain = {c: v for c, v in out[-1].items() if not c.startswith(("S_", "V_"))}
             out.append({**plain, "settings": f"{plain['settings']} + offsets ({named}; cross-fitted)",
                         "macro_f1": o["cross_fitted"]["macro_f1"], "N_recall": o["cross_fitted"]["N_recall"],
-                        "ci": None,
-                        **{f"{c}_{s}": k[c][s] for c in ("S", "V") if c in k for s in ("Se", "+P", "F1")}})
+                        "ci": None, **key_columns(o["cross_fitted"]["key_classes"])})
     return sorted(out, key=lambda row: -row["macro_f1"])
 
 
@@ -70,29 +72,32 @@ def markdown(table: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def digits(s: str) -> np.ndarray:
+    """A digit string of class indices (trainer.py's held_out) -> (N,) uint8."""
+    return np.frombuffer(s.encode(), np.uint8) - ord("0")
+
+
 def held_out(rep: dict, path: Path) -> dict:
     """A report's held-out predictions as arrays, or ValueError naming the report."""
     h = rep["cv"].get("held_out")
     if not h:
         raise ValueError(f"{path} has no held-out predictions (written before they were stored); rerun it")
-    return {"beats": h["beats"], "y": np.frombuffer(h["y"].encode(), np.uint8) - 48,
-            "pred": np.frombuffer(h["pred"].encode(), np.uint8) - 48,
+    return {"beats": h["beats"], "y": digits(h["y"]), "pred": digits(h["pred"]),
             "records": np.repeat(*np.array(h["records"]).T), "classes": rep["classes"],
-            "pred_offsets": (np.frombuffer(h["pred_offsets"].encode(), np.uint8) - 48
-                             if "pred_offsets" in h else None)}
+            "pred_offsets": digits(h["pred_offsets"]) if "pred_offsets" in h else None}
 
 
-def paired(base: Path, paths: list[Path], n_boot: int = 2000) -> str:
+def paired(base: Path, reports: dict[Path, dict], n_boot: int = 2000) -> str:
     """Markdown: each report minus `base`, paired record bootstrap (metrics.paired_bootstrap_diff)."""
-    b = held_out(json.loads(base.read_text()), base)
+    b = held_out(reports[base], base)
     keys = [k for k in ("S", "V") if k in b["classes"]]
     lines = [f"Against {base} (this report minus that one, 95 % paired bootstrap over records):", "",
              "| report | macro-F1 | S F1 | V F1 |", "|---|---:|---:|---:|"]
     def cell(c: dict) -> str:
         return "-" if c["point"] is None else f"{c['point']:+.3f} [{c['low']:+.3f}, {c['high']:+.3f}]"
 
-    for p in paths:
-        o = held_out(json.loads(p.read_text()), p)
+    for p, rep in reports.items():
+        o = held_out(rep, p)
         if o["beats"] != b["beats"] or o["classes"] != b["classes"]:
             raise ValueError(f"{p} and {base} did not predict the same beats (different inputs or classes)")
         variants = [] if p.resolve() == base.resolve() else [(str(p), o["pred"])]
@@ -119,7 +124,8 @@ def main() -> int:
         print(f"bench/cv_compare.py: error: no such report: {' '.join(missing)}", file=sys.stderr)
         return 2
     try:
-        table = rows(paths)
+        reports = {p: json.loads(p.read_text()) for p in paths}  # each file read once
+        table = rows(reports)
     except (ValueError, KeyError, TypeError) as e:
         print(f"bench/cv_compare.py: error: not a cv_report of trainer.py --cv-only ({type(e).__name__}: {e})",
               file=sys.stderr)
@@ -127,7 +133,7 @@ def main() -> int:
     print(markdown(table), end="")
     if args.against:
         try:
-            print("\n" + paired(Path(args.against), paths), end="")
+            print("\n" + paired(paths[0], reports), end="")
         except (ValueError, KeyError, TypeError) as e:
             print(f"bench/cv_compare.py: error: {e}", file=sys.stderr)
             return 2

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import parser  # noqa: E402  (puts the repository on sys.path)
+from common import parser, records_missing  # noqa: E402  (puts the repository on sys.path)
 
 from beats import RR_FEATURES  # noqa: E402
 from config import DATA_DEFAULTS, SPLIT_PRESETS  # noqa: E402
@@ -57,18 +57,15 @@ def cross_validate(data, x: np.ndarray, k: int, seed: int) -> np.ndarray:
 def main() -> int:
     ap = parser(__doc__)
     ap.add_argument("--cv", type=int, default=4, help="patient-grouped folds inside DS1 (default: 4)")
-    ap.add_argument("--rr-features", default=SPLIT_PRESETS["interpatient"]["rr_features"], choices=sorted(RR_FEATURES),
-                    help=f"per-beat RR set (default: the inter-patient preset's, {SPLIT_PRESETS['interpatient']['rr_features']})")
+    preset = SPLIT_PRESETS["interpatient"]
+    ap.add_argument("--rr-features", default=preset["rr_features"], choices=sorted(RR_FEATURES),
+                    help=f"per-beat RR set (default: the inter-patient preset's, {preset['rr_features']})")
     ap.add_argument("--seed", type=int, default=0, help="tree seed (default: 0)")
     ap.add_argument("--sets", nargs="+", default=list(FEATURE_SETS), choices=FEATURE_SETS,
                     help="feature sets to score (default: all)")
     args = ap.parse_args()
-    missing = [r for r in DS1 if not all((Path(args.root) / f"{r}.{e}").exists() for e in ("hea", "dat", "atr"))]
-    if missing:
-        print(f"bench/feature_probe.py: error: DS1 records missing in {args.root}: {' '.join(missing)} "
-              "(set MITBIH_DIR)", file=sys.stderr)
+    if records_missing(args.root, "bench/feature_probe.py", DS1):  # DS1 is all it reads
         return 2
-    preset = SPLIT_PRESETS["interpatient"]
     cfg = PreprocConfig(classes=preset["classes"], segment_sec=preset["segment_sec"], template=True,
                         rr_features=args.rr_features, normalize=DATA_DEFAULTS["normalize"])
     data = load_beats(args.root, cfg, records=list(DS1), download=False, log=lambda s: None)
