@@ -131,6 +131,11 @@ COLUMNS: list[Column] = [
     Column("V_+P", lambda rep: _key_stat(rep, "V", "+P"), "V +P", _fmt("V_+P", 3)),
     Column("S_F1", lambda rep: _num(_get(rep, "test", "key_classes", "S", "F1")), "S F1", _fmt("S_F1", 3)),
     Column("V_F1", lambda rep: _num(_get(rep, "test", "key_classes", "V", "F1")), "V F1", _fmt("V_F1", 3)),
+    # N Se is a target of its own (a classifier that calls normal beats S or V is useless on a monitor);
+    # record 232 holds ~75 % of DS2's S beats, so S is also shown without it (None when 232 is not tested)
+    Column("N_Se", lambda rep: _class_stat(rep, "N", "Se"), "N Se", _fmt("N_Se", 3)),
+    Column("S_F1_no232", lambda rep: _num(_get(rep, "test", "key_classes_without_232", "S", "F1")),
+           "S F1 w/o 232", _fmt("S_F1_no232", 3)),
     Column("params", _mm("params_total"), "params", lambda r: _si(r["params"])),
     Column("macs", _mm("macs"), "MACs", lambda r: _si(r["macs"])),
     Column("latency_ms", _mm("latency_median_ms"), "latency ms (b=1)", _fmt("latency_ms", 3)),
@@ -359,7 +364,8 @@ def _run_name(path: Path) -> str:
 # What makes two runs repeats of one experiment: everything but the seed and where/how it ran.
 RUN_ONLY_ARGS = {"seed", "out_dir", "root", "quiet", "threads", "device", "cache", "no_download",
                  "num_workers", "resume", "eval_only", "bootstrap"}
-SEED_STATS = [c for c in COLUMNS if c.key in ("macro_f1", "accuracy", "S_Se", "S_+P", "S_F1", "V_Se", "V_+P", "V_F1")]
+SEED_STATS = [c for c in COLUMNS if c.key in ("macro_f1", "accuracy", "S_Se", "S_+P", "S_F1", "V_Se", "V_+P", "V_F1",
+                                               "N_Se", "S_F1_no232")]
 
 
 def _experiment(report: dict) -> str:

@@ -44,7 +44,7 @@ def test_leaderboard_tables_and_plots(reports, tmp_path, capsys):
     assert md in stdout  # the table is printed too
     lines = md.strip().splitlines()
     assert lines[0] == ("| model | split | classes | seed | macro-F1 [95% CI] | accuracy | S Se | S +P | V Se | V +P | "
-                        "S F1 | V F1 | params | MACs | latency ms (b=1) | epoch s | report |")
+                        "S F1 | V F1 | N Se | S F1 w/o 232 | params | MACs | latency ms (b=1) | epoch s | report |")
     assert len(lines) == 2 + 2
 
     reps = {p.name: json.loads(p.read_text()) for p in reports.glob("eval_report_*.json")}
@@ -68,6 +68,8 @@ def test_leaderboard_tables_and_plots(reports, tmp_path, capsys):
             assert row[col] == "" if want is None else float(row[col]) == pytest.approx(want, rel=1e-5)
         for col, cls in (("S_F1", "S"), ("V_F1", "V")):
             assert float(row[col]) == pytest.approx(rep["test"]["per_class"][cls]["f1"], rel=1e-5)
+        assert float(row["N_Se"]) == pytest.approx(g["N"]["Se"], rel=1e-5)
+        assert row["S_F1_no232"] == ""  # record 232 is in neither test part
         assert int(row["params"]) == rep["model_metrics"]["params_total"]
         assert int(row["macs"]) == rep["model_metrics"]["macs"]
         assert float(row["latency_ms"]) == pytest.approx(rep["model_metrics"]["latency_median_ms"], rel=1e-5)
@@ -258,6 +260,7 @@ def test_runs_that_differ_only_in_seed_become_one_mean_std_row(reports, tmp_path
     for i, (seed, f1) in enumerate(((1, 0.5), (2, 0.7), (3, 0.9))):
         r = json.loads(json.dumps(rep))
         r["args"]["seed"], r["args"]["out_dir"], r["test"]["macro_f1"] = seed, f"elsewhere{i}", f1
+        r["test"]["key_classes_without_232"] = {"S": {"F1": f1 / 5}}  # as if 232 were tested: 0.1, 0.14, 0.18
         (tmp_path / f"eval_report_s{seed}.json").write_text(json.dumps(r))
     other = json.loads(json.dumps(rep))
     other["args"]["lr"] = 1.0  # another experiment: its own row
@@ -268,7 +271,11 @@ def test_runs_that_differ_only_in_seed_become_one_mean_std_row(reports, tmp_path
     (g,) = [g for g in groups if g["n"] == 3]
     assert g["seeds"] == "1 2 3" and g["macro_f1_mean"] == pytest.approx(0.7)
     assert g["macro_f1_std"] == pytest.approx(0.2)  # sample std of 0.5, 0.7, 0.9
+    assert (g["S_F1_no232_mean"], g["S_F1_no232_std"]) == (pytest.approx(0.14), pytest.approx(0.04))
+    (one,) = [g for g in groups if g["n"] == 1]
+    assert one["S_F1_no232_mean"] is None and one["N_Se_mean"] == pytest.approx(rep["test"]["ec57"]["gross"]["N"]["Se"])
     md = (tmp_path / "out" / "leaderboard_seeds.md").read_text()
+    assert "| S F1 w/o 232 |" in md.splitlines()[0] and "| 0.140 ± 0.040 |" in md and "| - |" in md
     assert "0.700 ± 0.200" in md and any(f.name == "leaderboard_seeds.csv" for f in res["files"])
 
 
