@@ -1,7 +1,8 @@
 """How far the inter-patient preset's inputs carry S and V without a neural net: gradient-boosted
-trees on the same per-beat features, scored by the same cross-validation inside DS1.
+trees (or a linear model, the literature's classic learner) on the same per-beat features, scored
+by the same cross-validation inside DS1.
 
-    MITBIH_DIR=../shared/mitdb python bench/feature_probe.py
+    MITBIH_DIR=../shared/mitdb python bench/feature_probe.py [--learner linear]
 
 Only DS1's 22 records are loaded (DS2 is never read). The folds are trainer.py --cv 4's
 (dataset.interpatient_folds): every DS1 beat is predicted once by a model that never saw its
@@ -14,7 +15,9 @@ row here sits beside the nets' cross-validation rows. Feature sets (FEATURE_SETS
 
 A tree model that reads the RR features sharply is an upper reference for what these inputs hold
 about S in DS1; when it beats the nets by more than their seed noise, the nets are not using
-their inputs. Prints a Markdown table and appends a JSON line to bench/results.jsonl.
+their inputs. The linear model (standardised inputs, multinomial logistic regression, no class
+weights like the preset) asks the opposite question: how much of it a single hyperplane per class,
+which cannot carve out training patients, already gets. Prints a Markdown table and appends a JSON line to bench/results.jsonl.
 """
 from __future__ import annotations
 
@@ -43,14 +46,27 @@ def columns(data, which: str) -> np.ndarray:
     return np.column_stack([parts[k] for k in which.split("+")]).astype(np.float32)
 
 
-def cross_validate(data, x: np.ndarray, k: int, seed: int) -> np.ndarray:
+def make_learner(name: str, seed: int):
+    """A fresh, unfitted sklearn classifier of LEARNERS' kind `name`."""
+    if name == "trees":
+        from sklearn.ensemble import HistGradientBoostingClassifier
+        return HistGradientBoostingClassifier(max_iter=200, random_state=seed)
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    # scaled on each fold's training part only: the held-out patients inform nothing
+    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+
+
+LEARNERS = ("trees", "linear")
+
+
+def cross_validate(data, x: np.ndarray, k: int, seed: int, learner: str = "trees") -> np.ndarray:
     """Pooled held-out class of every beat over the K patient-grouped folds of DS1. (N,)"""
-    from sklearn.ensemble import HistGradientBoostingClassifier
     pred = np.full(len(data), -1)
     for held in interpatient_folds(k):
         va = np.isin(data.record, [int(r) for r in held])
-        clf = HistGradientBoostingClassifier(max_iter=200, random_state=seed)
-        pred[va] = clf.fit(x[~va], data.y[~va]).predict(x[va])
+        pred[va] = make_learner(learner, seed).fit(x[~va], data.y[~va]).predict(x[va])
     return pred
 
 
@@ -60,6 +76,8 @@ def main() -> int:
     preset = SPLIT_PRESETS["interpatient"]
     ap.add_argument("--rr-features", default=preset["rr_features"], choices=sorted(RR_FEATURES),
                     help=f"per-beat RR set (default: the inter-patient preset's, {preset['rr_features']})")
+    ap.add_argument("--learner", default="trees", choices=LEARNERS,
+                    help="gradient-boosted trees or a linear model (logistic regression) (default: trees)")
     ap.add_argument("--seed", type=int, default=0, help="tree seed (default: 0)")
     ap.add_argument("--sets", nargs="+", default=list(FEATURE_SETS), choices=FEATURE_SETS,
                     help="feature sets to score (default: all)")
@@ -71,13 +89,13 @@ def main() -> int:
     data = load_beats(args.root, cfg, records=list(DS1), download=False, log=lambda s: None)
     names = data.class_names
     print(f"DS1 only ({len(data)} beats), {args.cv} patient-grouped folds, RR set {args.rr_features!r}, "
-          "pooled held-out predictions\n")
+          f"learner {args.learner!r}, pooled held-out predictions\n")
     print("| features | macro-F1 | N Se | S Se | S +P | S F1 | V Se | V +P | V F1 | seconds |")
     print("|---|" + "---:|" * 9)
     rows = []
     for which in args.sets:
         t0 = time.perf_counter()
-        pred = cross_validate(data, columns(data, which), args.cv, args.seed)
+        pred = cross_validate(data, columns(data, which), args.cv, args.seed, args.learner)
         m = classification_metrics(data.y, pred, names)
         kc = key_class_stats(data.y, pred, names)
         sec = time.perf_counter() - t0
@@ -88,7 +106,8 @@ def main() -> int:
               + " | ".join(f(kc[c][s]) for c in ("S", "V") for s in ("Se", "+P", "F1")) + f" | {sec:.0f} |")
     with open(Path(__file__).with_name("results.jsonl"), "a") as fh:
         fh.write(json.dumps({"bench": "feature_probe", "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                             "rr_features": args.rr_features, "cv": args.cv, "rows": rows}) + "\n")
+                             "rr_features": args.rr_features, "learner": args.learner, "cv": args.cv,
+                             "rows": rows}) + "\n")
     return 0
 
 

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -87,8 +89,9 @@ def test_accuracy_page_keeps_the_sections_of_protocols_not_rerun(tmp_path):
         assert title in page.read_text()
 
 
-def test_feature_probe_scores_ds1_folds_only(mitbih_dir, tmp_path):
-    """The tree reference loads DS1 only and prints one scored row per feature set."""
+@pytest.mark.parametrize("learner", ["trees", "linear"])
+def test_feature_probe_scores_ds1_folds_only(mitbih_dir, tmp_path, learner):
+    """The tree / linear reference loads DS1 only and prints one scored row per feature set."""
     import shutil
     from dataset import DS1, DS2
     root = tmp_path / "ds1"  # a folder without DS2: the probe must not need it
@@ -100,7 +103,7 @@ def test_feature_probe_scores_ds1_folds_only(mitbih_dir, tmp_path):
     before = results.read_text() if results.exists() else None
     try:
         r = subprocess.run([sys.executable, str(ROOT / "bench" / "feature_probe.py"), "--root", str(root),
-                            "--sets", "rr", "--cv", "2"], capture_output=True, text=True, cwd=ROOT, timeout=300)
+                            "--sets", "rr", "--cv", "2", "--learner", learner], capture_output=True, text=True, cwd=ROOT, timeout=300)
     finally:  # the test leaves the tracked results file as it was
         if before is None:
             results.unlink(missing_ok=True)
@@ -110,4 +113,5 @@ def test_feature_probe_scores_ds1_folds_only(mitbih_dir, tmp_path):
     (row,) = [line for line in r.stdout.splitlines() if line.startswith("| rr |")]
     cells = [float(c) for c in row.strip("|").split("|")[1:]]
     assert len(cells) == 9 and all(0 <= c <= 1 for c in cells[:8])
+    assert f"learner '{learner}'" in r.stdout
     assert not any((root / f"{rec}.dat").exists() for rec in DS2)
