@@ -17,7 +17,8 @@ A tree model that reads the RR features sharply is an upper reference for what t
 about S in DS1; when it beats the nets by more than their seed noise, the nets are not using
 their inputs. The linear model (standardised inputs, multinomial logistic regression, no class
 weights like the preset) asks the opposite question: how much of it a single hyperplane per class,
-which cannot carve out training patients, already gets. Prints a Markdown table and appends a JSON line to bench/results.jsonl.
+which cannot carve out training patients, already gets. Prints a Markdown table and appends a
+JSON line to bench/results.jsonl.
 """
 from __future__ import annotations
 
@@ -46,11 +47,12 @@ def columns(data, which: str) -> np.ndarray:
     return np.column_stack([parts[k] for k in which.split("+")]).astype(np.float32)
 
 
-def make_learner(name: str, seed: int):
-    """A fresh, unfitted sklearn classifier of LEARNERS' kind `name`."""
-    if name == "trees":
-        from sklearn.ensemble import HistGradientBoostingClassifier
-        return HistGradientBoostingClassifier(max_iter=200, random_state=seed)
+def _trees(seed: int):
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    return HistGradientBoostingClassifier(max_iter=200, random_state=seed)
+
+
+def _linear(seed: int):
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -58,7 +60,7 @@ def make_learner(name: str, seed: int):
     return make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
 
 
-LEARNERS = ("trees", "linear")
+LEARNERS = {"trees": _trees, "linear": _linear}  # --learner -> a fresh, unfitted sklearn classifier
 
 
 def cross_validate(data, x: np.ndarray, k: int, seed: int, learner: str = "trees") -> np.ndarray:
@@ -66,7 +68,7 @@ def cross_validate(data, x: np.ndarray, k: int, seed: int, learner: str = "trees
     pred = np.full(len(data), -1)
     for held in interpatient_folds(k):
         va = np.isin(data.record, [int(r) for r in held])
-        pred[va] = make_learner(learner, seed).fit(x[~va], data.y[~va]).predict(x[va])
+        pred[va] = LEARNERS[learner](seed).fit(x[~va], data.y[~va]).predict(x[va])
     return pred
 
 
@@ -76,7 +78,7 @@ def main() -> int:
     preset = SPLIT_PRESETS["interpatient"]
     ap.add_argument("--rr-features", default=preset["rr_features"], choices=sorted(RR_FEATURES),
                     help=f"per-beat RR set (default: the inter-patient preset's, {preset['rr_features']})")
-    ap.add_argument("--learner", default="trees", choices=LEARNERS,
+    ap.add_argument("--learner", default="trees", choices=list(LEARNERS),
                     help="gradient-boosted trees or a linear model (logistic regression) (default: trees)")
     ap.add_argument("--seed", type=int, default=0, help="tree seed (default: 0)")
     ap.add_argument("--sets", nargs="+", default=list(FEATURE_SETS), choices=FEATURE_SETS,

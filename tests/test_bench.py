@@ -103,7 +103,8 @@ def test_feature_probe_scores_ds1_folds_only(mitbih_dir, tmp_path, learner):
     before = results.read_text() if results.exists() else None
     try:
         r = subprocess.run([sys.executable, str(ROOT / "bench" / "feature_probe.py"), "--root", str(root),
-                            "--sets", "rr", "--cv", "2", "--learner", learner], capture_output=True, text=True, cwd=ROOT, timeout=300)
+                            "--sets", "rr", "--cv", "2", "--learner", learner],
+                           capture_output=True, text=True, cwd=ROOT, timeout=300)
     finally:  # the test leaves the tracked results file as it was
         if before is None:
             results.unlink(missing_ok=True)

@@ -126,7 +126,6 @@ def test_robust_hand_computed_and_edges():
     assert np.isfinite(F.rr_robust(np.array([0, 360, 360, 720, 720]), 360)).all()
 
 
-
 # ------------------------------------------------------------------------------ running_template
 
 def _sig_and_peaks(n_beats=40, rr=100, window=60, seed=0):
