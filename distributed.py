@@ -38,6 +38,8 @@ import os
 import re
 import signal
 import socket
+import sys
+from typing import NoReturn
 
 import numpy as np
 import torch
@@ -46,6 +48,7 @@ import torch.distributed as dist
 from cli import RunError, UsageError
 
 STOP_CHECK_STEPS = 20  # a Ctrl-C is acted on within this many training steps (one collective per check)
+_joined = False        # this process joined a process group (World.start): see exit_process
 
 
 def launch_env() -> tuple[int, int, int]:
@@ -102,6 +105,8 @@ class World:
             self.backend = "gloo"
         self.device = device
         dist.init_process_group(self.backend, device_id=device if device.type == "cuda" else None)
+        global _joined
+        _joined = True
         names: list = [None] * self.size
         dist.all_gather_object(names, f"{device}@{socket.gethostname()}")
         self.devices = names
@@ -194,6 +199,23 @@ class World:
             raise RunError(f"lost contact with another process of the run ({_short(err)}); "
                            "torchrun's summary names the process that failed") from None
         return False
+
+
+def exit_process(code: int) -> NoReturn:
+    """End the process with `code`, the way a script's `sys.exit(main())` would. A process that
+    joined a process group skips the interpreter's teardown (os._exit, after flushing stdout and
+    stderr): with torch 2.13, gloo's threads sometimes abort it after destroy_process_group
+    ("terminate called without an active exception", SIGABRT; 5 exits of 45 on a busy 2-core
+    machine), which turns a finished run into a failed one. By then every output is written and
+    renamed, and the group is destroyed (World.__exit__), so nothing is lost by skipping it."""
+    if not _joined:
+        sys.exit(code)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe: nothing left to say
+            pass
+    os._exit(code)
 
 
 def lost_peer(err: BaseException) -> bool:

@@ -29,7 +29,7 @@ import torch
 import evaluate
 from checkpoint import FINAL, TRAINING_KEYS, TRAINING_STATE, Checkpoint
 from cli import UsageError, log, run_cli
-from distributed import World, launch_env
+from distributed import World, exit_process, launch_env
 from config import MODEL_CONFIGS
 from dataset import DS1, BeatTensors, interpatient_folds, limit_per_class, load_split
 from beats import key_class
@@ -418,4 +418,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())  # sys.exit, minus the interpreter teardown after a process group

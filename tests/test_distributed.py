@@ -26,7 +26,7 @@ import engine  # noqa: E402
 import report as report_mod  # noqa: E402
 import trainer  # noqa: E402
 from dataset import BeatTensors  # noqa: E402
-from distributed import World  # noqa: E402
+from distributed import World, exit_process  # noqa: E402
 
 RECS = ["--train-recs", "101", "106", "208", "--val-recs", "119", "--test-recs", "100", "105"]
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
@@ -271,4 +271,4 @@ def test_a_killed_process_ends_the_run_in_one_line_and_resume_finishes_it(runs, 
 
 
 if __name__ == "__main__":
-    sys.exit(_worker())
+    exit_process(_worker())
