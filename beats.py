@@ -82,6 +82,14 @@ RR_FEATURES["robust"] = {
     "post_local_med": "post-RR / the same local median",
     "local_long_med": "local median / long-term median (rate change)",
 }
+# "sequence": the robust set plus how abruptly the rhythm changes at this beat and the beat before
+# (an early beat after a regular one, against the gradual changes of sinus arrhythmia)
+RR_FEATURES["sequence"] = {
+    **RR_FEATURES["robust"],
+    "pre_prev": "pre-RR / the previous beat's pre-RR (abruptness)",
+    "prev_pre_local": "the previous beat's pre-RR / its local mean (was the previous beat early?)",
+    "prev_pre_prev": "the previous beat's pre-RR / the pre-RR before it",
+}
 
 
 def rr_dim(feature_set: str) -> int:

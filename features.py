@@ -120,6 +120,23 @@ def rr_robust(rpeaks: np.ndarray, fs: int, long_sec: float = 300.0, local: int =
     return np.concatenate([base, med.astype(np.float32)], 1)
 
 
+def rr_sequence(rpeaks: np.ndarray, fs: int, long_sec: float = 300.0, local: int = 10,
+                min_sec: float = 0.02) -> np.ndarray:
+    """rr_robust's 13 columns plus the beat-to-beat change (beats.RR_FEATURES["sequence"]):
+    pre_i / pre_(i-1), the previous beat's pre-RR over its local mean, pre_(i-1) / pre_(i-2).
+    (n, 16) float32, never NaN/inf. A beat without a predecessor uses its own values (ratios 1)."""
+    rpeaks = np.asarray(rpeaks)
+    n = len(rpeaks)
+    base = rr_robust(rpeaks, fs, long_sec=long_sec, local=local, min_sec=min_sec)  # (n, 13)
+    if n < 2:
+        return np.concatenate([base, np.ones((n, 3), np.float32)], 1)
+    pre, _ = _intervals(rpeaks, fs, min_sec)           # (n,) seconds, > 0
+    prev = lambda v: np.concatenate([v[:1], v[:-1]])   # noqa: E731  v[i-1], the first beat its own
+    ratio = pre / prev(pre)                            # pre_i / pre_(i-1)
+    extra = np.stack([ratio, prev(base[:, 2]), prev(ratio)], 1)  # base[:, 2] = pre_local
+    return np.concatenate([base, extra.astype(np.float32)], 1)
+
+
 def _nanmedian_rows(a: np.ndarray) -> np.ndarray:
     """Row medians ignoring NaN (each row has >= 1 finite value), without nanmedian's warnings
     and overhead: NaN sorts last, so the median of the c finite values sits at (c-1)/2."""
@@ -199,5 +216,5 @@ def rr_features(rpeaks: np.ndarray, fs: int, local: int = 10) -> np.ndarray:
 
 # feature set name (beats.RR_FEATURES) -> (rpeaks, fs) -> (n, width) float32
 RR_SETS: dict[str, Callable[[np.ndarray, int], np.ndarray]] = {"local": rr_features, "patient": rr_context,
-                                                               "robust": rr_robust}
+                                                               "robust": rr_robust, "sequence": rr_sequence}
 assert set(RR_SETS) == set(_RR_SETS), "beats.RR_FEATURES and features.RR_SETS must name the same sets"
