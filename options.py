@@ -56,14 +56,14 @@ def build_parser(suppress: bool = False) -> argparse.ArgumentParser:
     add("--rr-features", choices=sorted(RR_FEATURES), help=f"per-beat feature set: 'local' = pre/post RR in s and "
         f"their ratios to the local mean; 'patient' = dimensionless, relative to the record's own rhythm "
         f"over minutes, with RR irregularity, standardised inside the model; 'robust' = 'patient' plus the "
-        f"same ratios to running medians (default: {D['rr_features']}"
+        f"same ratios to running medians; 'sequence' = 'robust' plus the beat-to-beat RR change (default: {D['rr_features']}"
         + _preset("rr_features") + ")")
     add("--rr-hidden", type=int, default=T["rr_hidden"], help="standardised per-beat features also pass "
-        "through a Linear + ReLU branch of this width into the head (needs --rr-features patient or robust) (default: "
+        "through a Linear + ReLU branch of this width into the head (needs --rr-features other than local) (default: "
         f"{T['rr_hidden']}" + _preset("rr_hidden") + ")")
     add("--feature-drop", type=float, default=T["feature_drop"], help="training: probability of zeroing a beat's "
         "waveform features so the head also learns from the per-beat features alone (needs --rr-features "
-        f"patient or robust) (default: {T['feature_drop']}" + _preset("feature_drop") + ")")
+        f"other than local) (default: {T['feature_drop']}" + _preset("feature_drop") + ")")
     add("--template", action=argparse.BooleanOptionalAction, help="give the model a 2nd channel: the record's "
         f"running median beat (previous {D['template_beats']} beats, causal), beat and template on the template's scale "
         "instead of --normalize (default: off" + _preset("template") + ")")
@@ -147,7 +147,7 @@ def check_args(args: argparse.Namespace) -> None:
                          f"{args.feature_drop}")
     if (args.rr_hidden or args.feature_drop) and not (args.rr and args.rr_features != "local"):
         raise UsageError("--rr-hidden and --feature-drop act on standardised per-beat features: use them with "
-                         "--rr --rr-features patient (or robust)")
+                         "--rr --rr-features patient (or robust, sequence)")
     if args.bootstrap < 0:
         raise UsageError(f"--bootstrap must be >= 0, got {args.bootstrap}")
     recs = [args.train_recs, args.val_recs, args.test_recs]

@@ -79,7 +79,7 @@ def test_rr_duplicate_annotation_is_finite():
     assert r[1, COL["post_pre"]] == pytest.approx(7 / 360)
 
 
-@pytest.mark.parametrize("rr_set", [F.rr_context, F.rr_robust])
+@pytest.mark.parametrize("rr_set", [F.rr_context, F.rr_robust, F.rr_sequence])
 def test_rr_causal(rr_set):
     rng = np.random.default_rng(1)
     rpeaks = np.cumsum(rng.integers(150, 500, 200))
@@ -124,6 +124,27 @@ def test_robust_hand_computed_and_edges():
     assert F.rr_robust(np.array([], np.int64), 360).shape == (0, K + 5)
     assert np.all(F.rr_robust(np.array([7]), 360)[:, K:] == 1)
     assert np.isfinite(F.rr_robust(np.array([0, 360, 360, 720, 720]), 360)).all()
+
+
+# --------------------------------------------------------------------------------- rr_sequence
+
+def test_sequence_is_robust_plus_beat_to_beat_change_hand_computed():
+    # R peaks 0 1 2 2.5 4 5 s -> pre = [1, 1, 1, .5, 1.5, 1] (the first beat borrows its post)
+    rpeaks = np.array([0, 360, 720, 900, 1440, 1800])
+    got = F.rr_sequence(rpeaks, 360)
+    assert got.shape == (6, len(F._RR_SETS["sequence"])) == (6, K + 8) and got.dtype == np.float32
+    assert np.array_equal(got[:, :K + 5], F.rr_robust(rpeaks, 360))
+    pre_prev, prev_pre_local, prev_pre_prev = got[:, K + 5:].T
+    assert np.allclose(pre_prev, [1, 1, 1, 0.5, 3, 2 / 3])           # pre_i / pre_(i-1)
+    assert np.allclose(prev_pre_prev, [1, 1, 1, 1, 0.5, 3])         # the same, one beat earlier
+    # beat 3's pre-RR over its local mean, mean(1, 1, 1, .5) = .875, seen by beat 4
+    assert prev_pre_local[4] == pytest.approx(0.5 / 0.875) and prev_pre_local[0] == pytest.approx(1)
+
+
+def test_sequence_edges_are_finite():
+    assert F.rr_sequence(np.array([], np.int64), 360).shape == (0, K + 8)
+    assert np.all(F.rr_sequence(np.array([7]), 360)[:, K + 5:] == 1)
+    assert np.isfinite(F.rr_sequence(np.array([0, 360, 360, 720, 720]), 360)).all()
 
 
 # ------------------------------------------------------------------------------ running_template
