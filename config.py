@@ -49,15 +49,15 @@ TRAIN_DEFAULTS = {
 
 # --- split presets: defaults that change with --split (flags given on the command line win) ----
 # Inter-patient: the inputs chosen by cross-validation inside DS1 (docs/RESULTS.md, ablation):
-# the running template channel, patient-relative RR standardised in the model (the "robust" set:
-# ratios to running means and medians; over seeds 1337/1/2, mean pooled macro-F1 0.425 against
-# 0.422 for the means alone, S F1 0.408 against 0.363), a 1.2 s window (the neighbouring beats,
-# i.e. the training patients' rhythms, mostly out of view), AAMI classes and no class weights
-# (DS1 cross-validation: none 0.436, sqrt 0.417, inverse 0.373 pooled macro-F1).
-# `--rr-features patient` gives the previous preset's RR set; `--no-template --rr-features local
-# --segment-sec 2 --class-weights sqrt` the earlier inputs.
+# the running template channel, patient-relative RR standardised in the model (the "sequence" set:
+# ratios to running means and medians plus the beat-to-beat RR change; over seeds 1337/1/2 mean
+# pooled macro-F1 0.428 against 0.421 for "robust", the previous preset), a 1.2 s window (the
+# neighbouring beats, i.e. the training patients' rhythms, mostly out of view), AAMI classes and
+# no class weights (DS1 cross-validation: none 0.436, sqrt 0.417, inverse 0.373 pooled macro-F1).
+# `--rr-features robust` or `patient` gives the previous presets; `--no-template --rr-features
+# local --segment-sec 2 --class-weights sqrt` the earlier inputs.
 SPLIT_PRESETS = {
-    "interpatient": {"classes": "aami5", "rr": True, "rr_features": "robust", "template": True,
+    "interpatient": {"classes": "aami5", "rr": True, "rr_features": "sequence", "template": True,
                      "segment_sec": 1.2},
 }
 
