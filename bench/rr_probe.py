@@ -1,5 +1,7 @@
 """How far RR intervals alone carry the inter-patient S and V classes: a gradient-boosted tree
-on RR features only, trained on DS1, tested on DS2 (AAMI classes, paced records excluded).
+on RR features only, scored by trainer.py --cv 4's patient-grouped folds inside DS1 (AAMI
+classes). DS2 is never read: a probe that answers "which normalisation?" on the test records
+would let them choose one.
 
     MITBIH_DIR=../shared/mitdb python bench/rr_probe.py
 
@@ -10,7 +12,10 @@ divided by the mean of the previous 10 RR, `local`), plus the same two divided b
 median RR (`global`) or by the mean RR of a +-150 s window around the beat (`centred`, de Chazal
 et al. 2004's "average RR"), and relative sets without the seconds, which carry each patient's
 heart rate. All use unlabelled R-peak times of the beat's own record only (no labels, no other
-patient). Prints a Markdown table and appends a JSON line to bench/results.jsonl. Takes about 20 s.
+patient); `global` and `centred` also use later beats (the whole record, 150 s ahead), which a
+monitor could not. Every DS1 beat is predicted once, by a tree that never saw its patient, and
+the pooled predictions are scored. Prints a Markdown table and appends a JSON line to bench/results.jsonl (bench "rr_probe_cv";
+until 2026-12-02 this probe tested DS2, under the bench name "rr_probe"). Takes about 20 s.
 """
 from __future__ import annotations
 
@@ -23,7 +28,7 @@ import numpy as np
 
 from common import parser, records_missing  # noqa: E402  (puts the repository on sys.path)
 
-from dataset import DS1, DS2  # noqa: E402
+from dataset import DS1, interpatient_folds  # noqa: E402
 from beats import BEAT_SYMBOLS, CLASS_NAMES, LABEL_SCHEMES  # noqa: E402
 from features import rr_features  # noqa: E402
 from utils import read_annotations  # noqa: E402
@@ -55,27 +60,33 @@ def main() -> int:
     from sklearn.metrics import precision_recall_fscore_support
     ap = parser(__doc__)
     args = ap.parse_args()
-    if records_missing(args.root, "bench/rr_probe.py"):
+    if records_missing(args.root, "bench/rr_probe.py", DS1):  # DS1 is all it reads
         return 2
     names = CLASS_NAMES["aami5"]
     print("| RR features | " + " | ".join(f"{c} F1" for c in names) + " | S Se / +P | V Se / +P |")
     print("|---|" + "---:|" * (len(names) + 2))
+    folds = interpatient_folds(4)
     rows = []
     for fs in FEATURE_SETS:
-        xtr, ytr = (np.concatenate(a) for a in zip(*[features(args.root, r, fs) for r in DS1]))
-        xte, yte = (np.concatenate(a) for a in zip(*[features(args.root, r, fs) for r in DS2]))
-        n = np.bincount(ytr, minlength=len(names))
-        # square-root inverse-frequency weights, as the inter-patient sweep gives the nets
-        weight = {k: float(np.sqrt(len(ytr) / (len(names) * n[k]))) for k in range(len(names)) if n[k]}
-        clf = HistGradientBoostingClassifier(max_iter=200, class_weight=weight, random_state=0)
-        pred = clf.fit(xtr, ytr).predict(xte)
+        per = {r: features(args.root, r, fs) for r in DS1}  # record -> (x, y)
+        yte, pred = [], []
+        for held in folds:
+            xtr, ytr = (np.concatenate(a) for a in zip(*[per[r] for r in DS1 if r not in held]))
+            n = np.bincount(ytr, minlength=len(names))
+            # square-root inverse-frequency weights of the fold's training part
+            weight = {k: float(np.sqrt(len(ytr) / (len(names) * n[k]))) for k in range(len(names)) if n[k]}
+            clf = HistGradientBoostingClassifier(max_iter=200, class_weight=weight, random_state=0).fit(xtr, ytr)
+            for r in held:
+                yte.append(per[r][1])
+                pred.append(clf.predict(per[r][0]))
+        yte, pred = np.concatenate(yte), np.concatenate(pred)
         p, r, f1, _ = precision_recall_fscore_support(yte, pred, labels=range(len(names)), zero_division=0)
         rows.append({"features": fs, "f1": f1.tolist(), "se": r.tolist(), "ppv": p.tolist()})
         print(f"| {fs} | " + " | ".join(f"{v:.3f}" for v in f1)
               + f" | {r[1]:.3f} / {p[1]:.3f} | {r[2]:.3f} / {p[2]:.3f} |")
     with open(Path(__file__).with_name("results.jsonl"), "a") as f:
-        f.write(json.dumps({"bench": "rr_probe", "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                            "classes": names, "rows": rows}) + "\n")
+        f.write(json.dumps({"bench": "rr_probe_cv", "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                            "classes": names, "cv": len(folds), "rows": rows}) + "\n")
     return 0
 
 

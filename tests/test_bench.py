@@ -89,30 +89,49 @@ def test_accuracy_page_keeps_the_sections_of_protocols_not_rerun(tmp_path):
         assert title in page.read_text()
 
 
-@pytest.mark.parametrize("learner", ["trees", "linear"])
-def test_feature_probe_scores_ds1_folds_only(mitbih_dir, tmp_path, learner):
-    """The tree / linear reference loads DS1 only and prints one scored row per feature set."""
+@pytest.fixture
+def ds1_root(mitbih_dir, tmp_path) -> Path:
+    """A folder holding DS1's records only: a probe that reads DS2 fails there."""
     import shutil
-    from dataset import DS1, DS2
-    root = tmp_path / "ds1"  # a folder without DS2: the probe must not need it
+    from dataset import DS1
+    root = tmp_path / "ds1"
     root.mkdir()
     for rec in DS1:
         for ext in ("hea", "dat", "atr"):
             shutil.copy(Path(mitbih_dir) / f"{rec}.{ext}", root)
+    return root
+
+
+def _run_bench(script: str, *args: str) -> subprocess.CompletedProcess:
+    """Run bench/<script> and leave the tracked bench/results.jsonl as it was."""
     results = ROOT / "bench" / "results.jsonl"
     before = results.read_text() if results.exists() else None
     try:
-        r = subprocess.run([sys.executable, str(ROOT / "bench" / "feature_probe.py"), "--root", str(root),
-                            "--sets", "rr", "--cv", "2", "--learner", learner],
-                           capture_output=True, text=True, cwd=ROOT, timeout=300)
-    finally:  # the test leaves the tracked results file as it was
+        return subprocess.run([sys.executable, str(ROOT / "bench" / script), *args],
+                              capture_output=True, text=True, cwd=ROOT, timeout=300)
+    finally:
         if before is None:
             results.unlink(missing_ok=True)
         else:
             results.write_text(before)
+
+
+@pytest.mark.parametrize("learner", ["trees", "linear"])
+def test_feature_probe_scores_ds1_folds_only(ds1_root, learner):
+    """The tree / linear reference loads DS1 only and prints one scored row per feature set."""
+    r = _run_bench("feature_probe.py", "--root", str(ds1_root), "--sets", "rr", "--cv", "2", "--learner", learner)
     assert r.returncode == 0, r.stderr
     (row,) = [line for line in r.stdout.splitlines() if line.startswith("| rr |")]
     cells = [float(c) for c in row.strip("|").split("|")[1:]]
     assert len(cells) == 9 and all(0 <= c <= 1 for c in cells[:8])
     assert f"learner '{learner}'" in r.stdout
-    assert not any((root / f"{rec}.dat").exists() for rec in DS2)
+
+
+def test_rr_probe_scores_ds1_folds_only(ds1_root):
+    """The RR-only probe chooses nothing on DS2: it runs on DS1's records alone, a row per set."""
+    r = _run_bench("rr_probe.py", "--root", str(ds1_root))
+    assert r.returncode == 0, r.stderr
+    rows = [line for line in r.stdout.splitlines() if line.startswith("| ") and line[2].islower()]
+    assert [row.split("|")[1].strip() for row in rows] == ["abs+local", "abs+local+global", "abs+local+centred",
+                                                           "local", "local+centred"]
+    assert all(0 <= float(c) <= 1 for row in rows for c in row.strip("|").split("|")[1:6])
