@@ -120,6 +120,11 @@ def rr_robust(rpeaks: np.ndarray, fs: int, long_sec: float = 300.0, local: int =
     return np.concatenate([base, med.astype(np.float32)], 1)
 
 
+def _previous(v: np.ndarray) -> np.ndarray:
+    """v shifted by one beat: out[i] = v[i-1], and the first beat keeps its own value. (n,)"""
+    return np.concatenate([v[:1], v[:-1]])
+
+
 def rr_sequence(rpeaks: np.ndarray, fs: int, long_sec: float = 300.0, local: int = 10,
                 min_sec: float = 0.02) -> np.ndarray:
     """rr_robust's 13 columns plus the beat-to-beat change (beats.RR_FEATURES["sequence"]):
@@ -131,9 +136,9 @@ def rr_sequence(rpeaks: np.ndarray, fs: int, long_sec: float = 300.0, local: int
     if n < 2:
         return np.concatenate([base, np.ones((n, 3), np.float32)], 1)
     pre, _ = _intervals(rpeaks, fs, min_sec)           # (n,) seconds, > 0
-    prev = lambda v: np.concatenate([v[:1], v[:-1]])   # noqa: E731  v[i-1], the first beat its own
-    ratio = pre / prev(pre)                            # pre_i / pre_(i-1)
-    extra = np.stack([ratio, prev(base[:, 2]), prev(ratio)], 1)  # base[:, 2] = pre_local
+    ratio = pre / _previous(pre)                       # pre_i / pre_(i-1)
+    pre_local = base[:, list(_RR_SETS["robust"]).index("pre_local")]
+    extra = np.stack([ratio, _previous(pre_local), _previous(ratio)], 1)
     return np.concatenate([base, extra.astype(np.float32)], 1)
 
 

@@ -14,8 +14,9 @@ et al. 2004's "average RR"), and relative sets without the seconds, which carry 
 heart rate. All use unlabelled R-peak times of the beat's own record only (no labels, no other
 patient); `global` and `centred` also use later beats (the whole record, 150 s ahead), which a
 monitor could not. Every DS1 beat is predicted once, by a tree that never saw its patient, and
-the pooled predictions are scored. Prints a Markdown table and appends a JSON line to bench/results.jsonl (bench "rr_probe_cv";
-until 2026-12-02 this probe tested DS2, under the bench name "rr_probe"). Takes about 20 s.
+the pooled predictions are scored. Prints a Markdown table and appends a JSON line to
+bench/results.jsonl (bench "rr_probe_cv"; until 2026-12-02 this probe tested DS2, under the
+bench name "rr_probe"). Takes about 30 s.
 """
 from __future__ import annotations
 
