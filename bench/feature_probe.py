@@ -29,11 +29,11 @@ from pathlib import Path
 
 import numpy as np
 
-from common import parser, records_missing  # noqa: E402  (puts the repository on sys.path)
+from common import grouped_cv_predict, parser, records_missing  # noqa: E402  (puts the repository on sys.path)
 
 from beats import RR_FEATURES  # noqa: E402
 from config import DATA_DEFAULTS, SPLIT_PRESETS  # noqa: E402
-from dataset import DS1, interpatient_folds  # noqa: E402
+from dataset import DS1  # noqa: E402
 from metrics import classification_metrics, key_class_stats  # noqa: E402
 from utils import PreprocConfig, load_beats  # noqa: E402
 
@@ -63,15 +63,6 @@ def _linear(seed: int):
 LEARNERS = {"trees": _trees, "linear": _linear}  # --learner -> a fresh, unfitted sklearn classifier
 
 
-def cross_validate(data, x: np.ndarray, k: int, seed: int, learner: str = "trees") -> np.ndarray:
-    """Pooled held-out class of every beat over the K patient-grouped folds of DS1. (N,)"""
-    pred = np.full(len(data), -1)
-    for held in interpatient_folds(k):
-        va = np.isin(data.record, [int(r) for r in held])
-        pred[va] = LEARNERS[learner](seed).fit(x[~va], data.y[~va]).predict(x[va])
-    return pred
-
-
 def main() -> int:
     ap = parser(__doc__)
     ap.add_argument("--cv", type=int, default=4, help="patient-grouped folds inside DS1 (default: 4)")
@@ -97,7 +88,8 @@ def main() -> int:
     rows = []
     for which in args.sets:
         t0 = time.perf_counter()
-        pred = cross_validate(data, columns(data, which), args.cv, args.seed, args.learner)
+        pred = grouped_cv_predict(columns(data, which), data.y, data.record,
+                                  lambda _: LEARNERS[args.learner](args.seed), args.cv)
         m = classification_metrics(data.y, pred, names)
         kc = key_class_stats(data.y, pred, names)
         sec = time.perf_counter() - t0

@@ -27,9 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
-from common import parser, records_missing  # noqa: E402  (puts the repository on sys.path)
+from common import grouped_cv_predict, parser, records_missing  # noqa: E402  (puts the repository on sys.path)
 
-from dataset import DS1, interpatient_folds  # noqa: E402
+from dataset import DS1  # noqa: E402
 from beats import BEAT_SYMBOLS, CLASS_NAMES, LABEL_SCHEMES  # noqa: E402
 from features import rr_features  # noqa: E402
 from utils import read_annotations  # noqa: E402
@@ -66,28 +66,26 @@ def main() -> int:
     names = CLASS_NAMES["aami5"]
     print("| RR features | " + " | ".join(f"{c} F1" for c in names) + " | S Se / +P | V Se / +P |")
     print("|---|" + "---:|" * (len(names) + 2))
-    folds = interpatient_folds(4)
+    k = 4
+
+    def trees(ytr: np.ndarray):  # square-root inverse-frequency weights of the fold's training part
+        n = np.bincount(ytr, minlength=len(names))
+        weight = {c: float(np.sqrt(len(ytr) / (len(names) * n[c]))) for c in range(len(names)) if n[c]}
+        return HistGradientBoostingClassifier(max_iter=200, class_weight=weight, random_state=0)
+
     rows = []
     for fs in FEATURE_SETS:
-        per = {r: features(args.root, r, fs) for r in DS1}  # record -> (x, y)
-        yte, pred = [], []
-        for held in folds:
-            xtr, ytr = (np.concatenate(a) for a in zip(*[per[r] for r in DS1 if r not in held]))
-            n = np.bincount(ytr, minlength=len(names))
-            # square-root inverse-frequency weights of the fold's training part
-            weight = {k: float(np.sqrt(len(ytr) / (len(names) * n[k]))) for k in range(len(names)) if n[k]}
-            clf = HistGradientBoostingClassifier(max_iter=200, class_weight=weight, random_state=0).fit(xtr, ytr)
-            for r in held:
-                yte.append(per[r][1])
-                pred.append(clf.predict(per[r][0]))
-        yte, pred = np.concatenate(yte), np.concatenate(pred)
-        p, r, f1, _ = precision_recall_fscore_support(yte, pred, labels=range(len(names)), zero_division=0)
+        per = [features(args.root, r, fs) for r in DS1]  # (x, y) per record
+        x, y = (np.concatenate(a) for a in zip(*per))
+        record = np.repeat([int(r) for r in DS1], [len(yr) for _, yr in per])
+        pred = grouped_cv_predict(x, y, record, trees, k)
+        p, r, f1, _ = precision_recall_fscore_support(y, pred, labels=range(len(names)), zero_division=0)
         rows.append({"features": fs, "f1": f1.tolist(), "se": r.tolist(), "ppv": p.tolist()})
         print(f"| {fs} | " + " | ".join(f"{v:.3f}" for v in f1)
               + f" | {r[1]:.3f} / {p[1]:.3f} | {r[2]:.3f} / {p[2]:.3f} |")
     with open(Path(__file__).with_name("results.jsonl"), "a") as f:
         f.write(json.dumps({"bench": "rr_probe_cv", "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                            "classes": names, "cv": len(folds), "rows": rows}) + "\n")
+                            "classes": names, "cv": k, "rows": rows}) + "\n")
     return 0
 
 
