@@ -147,7 +147,7 @@ def check_args(args: argparse.Namespace) -> None:
                          f"{args.feature_drop}")
     if (args.rr_hidden or args.feature_drop) and not (args.rr and args.rr_features != "local"):
         raise UsageError("--rr-hidden and --feature-drop act on standardised per-beat features: use them with "
-                         "--rr --rr-features patient (or robust, sequence)")
+                         f"--rr --rr-features {' | '.join(s for s in RR_FEATURES if s != 'local')}")
     if args.bootstrap < 0:
         raise UsageError(f"--bootstrap must be >= 0, got {args.bootstrap}")
     recs = [args.train_recs, args.val_recs, args.test_recs]

@@ -152,9 +152,9 @@ def fit(model, tr: BeatTensors, va: BeatTensors | None, class_names: list[str], 
 
 def model_spec(args: argparse.Namespace, cfg, num_classes: int) -> dict:
     """create_model's arguments for this run: the data's inputs and the --coord override.
-    Every feature set but 'local' ('patient', 'robust', 'sequence') is standardised inside the model and never dropped
-    out (rr_norm); the original 'local' set keeps its original treatment, so earlier results
-    reproduce."""
+    Every feature set but 'local' ('patient', 'robust', 'sequence') is standardised inside the
+    model and never dropped out (rr_norm); the original 'local' set keeps its original treatment,
+    so earlier results reproduce."""
     overrides = {} if args.coord is None else {"coord": args.coord}
     rr_norm = bool(args.rr) and cfg.rr_features != "local"
     return dict(num_classes=num_classes, rr_dim=cfg.rr_dim if args.rr else 0, fs=cfg.fs,
