@@ -28,7 +28,7 @@ CKPT_FORMAT, CKPT_VERSION = "liteecg-checkpoint", 1
 FINAL, TRAINING_STATE = "final", "training-state"
 # what a training state holds beyond the common fields (trainer.fit's state)
 TRAINING_KEYS = ("epoch", "model_state", "optimizer", "scheduler", "torch_rng", "history",
-                 "best_state", "bad_epochs")
+                 "best_state", "bad_epochs", "ema_state")
 
 
 @dataclass

@@ -50,6 +50,9 @@ def build_parser(suppress: bool = False) -> argparse.ArgumentParser:
     add("--class-weights", nargs="?", const="inverse", choices=[*CLASS_WEIGHTINGS, "none"],
         help="class weights in the loss: 'inverse' frequency (the bare flag) or its 'sqrt', gentler "
              "when a class has only a few training beats, or 'none' (default: off" + _preset("class_weights") + ")")
+    add("--ema-epochs", type=float, default=T["ema_epochs"], metavar="H", help="validate, choose and "
+        "save an exponential moving average of the weights over about the last H epochs instead of the "
+        f"last step's weights; 0 = off (default: {T['ema_epochs']}" + _preset("ema_epochs") + ")")
     add("--augment", action="store_true", help="train-time R-peak jitter, amplitude scaling, baseline wander and noise (default: off)")
     add("--rr", action=argparse.BooleanOptionalAction, help="feed the per-beat RR features (--rr-features) "
         "to the model (default: off" + _preset("rr") + ")")
@@ -148,6 +151,8 @@ def check_args(args: argparse.Namespace) -> None:
     if (args.rr_hidden or args.feature_drop) and not (args.rr and args.rr_features != "local"):
         raise UsageError("--rr-hidden and --feature-drop act on standardised per-beat features: use them with "
                          f"--rr --rr-features {' | '.join(s for s in RR_FEATURES if s != 'local')}")
+    if not 0 <= args.ema_epochs < math.inf:
+        raise UsageError(f"--ema-epochs must be a number >= 0, got {args.ema_epochs}")
     if args.bootstrap < 0:
         raise UsageError(f"--bootstrap must be >= 0, got {args.bootstrap}")
     recs = [args.train_recs, args.val_recs, args.test_recs]

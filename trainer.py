@@ -33,7 +33,7 @@ from distributed import World, exit_process, launch_env
 from config import MODEL_CONFIGS
 from dataset import DS1, BeatTensors, interpatient_folds, limit_per_class, load_split
 from beats import key_class
-from engine import (OFFSET_GRID, class_weights, lr_lambda, make_loss, predict, train_one_epoch,
+from engine import (OFFSET_GRID, WeightAverage, class_weights, lr_lambda, make_loss, predict, train_one_epoch,
                     tune_offsets)
 from metrics import bootstrap_ci, classification_metrics, key_class_stats
 from models import create_model
@@ -55,6 +55,7 @@ class FitOptions:
     class_weights: str | None   # None | "inverse" | "sqrt"
     augment_fs: int | None      # sampling rate when augmenting, else None
     quiet: bool
+    ema_epochs: float = 0.0     # > 0: evaluate and keep a moving average of the weights (engine.WeightAverage)
     stop_epoch: int | None = None  # stop after this epoch of the `epochs`-long schedule (--cv's final fit)
 
     @classmethod
@@ -62,7 +63,13 @@ class FitOptions:
         return cls(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                    weight_decay=args.weight_decay, patience=args.patience, seed=args.seed,
                    focal=args.focal, focal_gamma=args.focal_gamma, class_weights=args.class_weights,
-                   augment_fs=args.fs if args.augment else None, quiet=args.quiet)
+                   augment_fs=args.fs if args.augment else None, quiet=args.quiet,
+                   ema_epochs=args.ema_epochs)
+
+
+def new_state() -> dict:
+    """fit's state before the first epoch (checkpoint.TRAINING_KEYS are what --resume keeps of it)."""
+    return {"epoch": 0, "history": [], "best_val": {}, "best_state": None, "bad_epochs": 0, "ema_state": None}
 
 
 def fit(model, tr: BeatTensors, va: BeatTensors | None, class_names: list[str], opts: FitOptions,
@@ -94,6 +101,12 @@ def fit(model, tr: BeatTensors, va: BeatTensors | None, class_names: list[str], 
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["torch_rng"])
+    # --ema-epochs: the moving average (time constant in optimiser steps) is what is validated and kept
+    average = (WeightAverage(model, opts.ema_epochs * tr.num_batches(opts.batch_size))
+               if opts.ema_epochs > 0 else None)
+    if average is not None and state.get("ema_state"):
+        average.load_state_dict(state["ema_state"])
+    evaluated = average.model if average is not None else model
     world.defer_sigint = True  # a distributed run's Ctrl-C waits for the next shared check (distributed.py)
     try:
         for epoch in range(state["epoch"] + 1, (opts.stop_epoch or opts.epochs) + 1):
@@ -102,13 +115,13 @@ def fit(model, tr: BeatTensors, va: BeatTensors | None, class_names: list[str], 
             world.seed_dropout(opts.seed, epoch)
             tr_loss, (tp, ty) = train_one_epoch(net, tr, opt, sched, loss_fn, opts.batch_size, use_rr,
                                                 gen, f"epoch {epoch}/{opts.epochs}", opts.quiet,
-                                                augment_fs=opts.augment_fs, world=world)
+                                                augment_fs=opts.augment_fs, world=world, average=average)
             t_train = time.perf_counter() - t0
             early_stop = False
             if world.is_main:  # rank 0 validates, keeps the state and prints; the others await its decision
                 va_m, va_loss = {"macro_f1": None, "accuracy": None}, None
                 if va is not None:
-                    vp, vprob, va_loss = predict(model, va, opts.batch_size, use_rr, loss_fn)
+                    vp, vprob, va_loss = predict(evaluated, va, opts.batch_size, use_rr, loss_fn)
                     va_m = classification_metrics(va.y.cpu().numpy(), vp, class_names)
                     if on_epoch:
                         on_epoch(epoch, vp, va_loss, vprob)
@@ -123,12 +136,13 @@ def fit(model, tr: BeatTensors, va: BeatTensors | None, class_names: list[str], 
                 if better:
                     state["best_val"] = dict(epoch=epoch, macro_f1=va_m["macro_f1"],
                                              accuracy=va_m["accuracy"], loss=va_loss)
-                    state["best_state"] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+                    state["best_state"] = {k: v.detach().cpu().clone() for k, v in evaluated.state_dict().items()}
                     state["bad_epochs"] = 0
                 else:
                     state["bad_epochs"] += 1
                 state.update(epoch=epoch, model_state=model.state_dict(), optimizer=opt.state_dict(),
-                             scheduler=sched.state_dict(), torch_rng=torch.get_rng_state())
+                             scheduler=sched.state_dict(), torch_rng=torch.get_rng_state(),
+                             ema_state=average.state_dict() if average is not None else None)
                 # state first, then the line: whoever acts on the line finds the state on disk
                 save_state(state)
                 val = (f" | val loss {va_loss:.4f} F1 {va_m['macro_f1']:.4f}" if va is not None else "")
@@ -202,7 +216,7 @@ def cross_validate(args: argparse.Namespace, data, device, log=log) -> dict:
             if probs is not None:
                 probs[epoch - 1, va_idx] = prob
             losses[epoch - 1] += loss * len(va_idx) / len(ds1)
-        state = {"epoch": 0, "history": [], "best_val": {}, "best_state": None, "bad_epochs": 0}
+        state = new_state()
         state = fit(model, BeatTensors(data, tr_idx, device), BeatTensors(data, va_idx, device), names, opts,
                     state, lambda s: None, device, log, on_epoch=keep)
         if state.get("interrupted"):
@@ -322,7 +336,7 @@ def train(args: argparse.Namespace, given: set[str], log=log, world: World | Non
     ckpt = Checkpoint(model_name=args.model, **{k: v for k, v in spec.items() if k != "fs"},  # fs: preprocessing
                       class_names=data.class_names,
                       preprocessing=cfg.to_dict(), args=vars(args), versions=versions(), stamp=stamp, cv=cv)
-    state = {"epoch": 0, "history": [], "best_val": {}, "best_state": None, "bad_epochs": 0}
+    state = new_state()
     if resumed:  # model, optimizer, scheduler, RNG and early-stopping state
         model.load_state_dict(resumed.training["model_state"])
         state.update(resumed.training, best_val=resumed.best_val)
