@@ -112,10 +112,11 @@ def test_same_seed_same_metrics(one_run, mitbih_dir, tmp_path):
     assert second["history"][0]["train_loss"] == first["history"][0]["train_loss"]
 
 
-def test_resume_after_interrupt_ends_like_uninterrupted(mitbih_dir, tmp_path):
+@pytest.mark.parametrize("extra", [[], ["--ema-epochs", "0.5"]], ids=["plain", "ema"])
+def test_resume_after_interrupt_ends_like_uninterrupted(mitbih_dir, tmp_path, extra):
     full, part = tmp_path / "full", tmp_path / "part"
     # enough beats that an epoch lasts about a second: the interrupt lands inside epoch 2
-    args = lambda out: [*base_args(mitbih_dir, out, epochs=3), "--class-limit", "1500"]  # noqa: E731
+    args = lambda out: [*base_args(mitbih_dir, out, epochs=3), "--class-limit", "1500", *extra]  # noqa: E731
     assert trainer.main(args(full)) == 0
     # interrupt a subprocess with Ctrl-C (SIGINT) once the first epoch is reported
     # SIGINT back to default in the child: a test run started in the background by a shell
@@ -156,6 +157,7 @@ def test_resume_after_interrupt_ends_like_uninterrupted(mitbih_dir, tmp_path):
     (["--eval-only", "/nonexistent/x.pt"], "does not exist"),
     (["--train-recs", "100"], "go together"),
     (["--classes", "nope"], "invalid choice"),
+    (["--ema-epochs", "-1"], "--ema-epochs must be a number >= 0"),
 ])
 def test_bad_arguments(mitbih_dir, tmp_path, capsys, extra, match):
     out = tmp_path / "out"
@@ -448,3 +450,44 @@ def test_augment_keeps_the_template_channel_aligned_and_clean():
     ratio = a[:, 1] / x[:, 1]  # the template: one amplitude factor per beat, no shift, no noise
     assert torch.allclose(ratio, ratio[:, :1].expand_as(ratio), rtol=1e-4)
     assert ((ratio[:, 0] >= 0.8 - 1e-6) & (ratio[:, 0] <= 1.2 + 1e-6)).all()
+
+
+def test_weight_average_is_the_hand_computed_moving_average():
+    """engine.WeightAverage: every float tensor (weights, BN statistics, RR standardisation) follows
+    a <- d a + (1 - d) w with d = min(exp(-1/tau), (1 + t) / (10 + t)) after step t, integer
+    buffers are copied, and the averaged model's folded inference kernels follow its weights."""
+    from config import MODEL_CONFIGS
+    from models import create_model
+    torch.manual_seed(0)
+    make = lambda: create_model("liteecgnet", num_classes=5, rr_dim=3, fs=360, in_channels=2,  # noqa: E731
+                                rr_norm=True, **MODEL_CONFIGS["liteecgnet"])
+    model, tau = make(), 4.0
+    avg = engine.WeightAverage(model, tau)
+    x, rr = torch.randn(6, 2, 128), torch.randn(6, 3)
+    with torch.inference_mode():
+        before = avg.model(x, rr)  # builds (and caches) the folded kernels of the initial weights
+    ref = {k: v.double().clone() for k, v in model.state_dict().items()}
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    for t in range(1, 6):
+        model.train()
+        opt.zero_grad()
+        model(x, rr).logsumexp(1).mean().backward()
+        opt.step()
+        avg.update()
+        d = min(np.exp(-1 / tau), (1 + t) / (10 + t))
+        ref = {k: d * ref[k] + (1 - d) * v.double() if v.is_floating_point() else v.clone()
+               for k, v in model.state_dict().items()}
+    got = avg.model.state_dict()
+    for k, v in ref.items():
+        assert torch.allclose(got[k].double(), v.double(), atol=1e-6), k
+    assert got["blocks.0.conv.bn.num_batches_tracked"] == 5
+    fresh = make().eval()
+    fresh.load_state_dict(got)
+    with torch.inference_mode():
+        after, expect = avg.model(x, rr), fresh(x, rr)
+    assert not torch.allclose(after, before)
+    assert torch.allclose(after, expect, atol=1e-5)
+    state = avg.state_dict()
+    again = engine.WeightAverage(make(), tau)
+    again.load_state_dict(state)
+    assert again.steps == 5 and all(torch.equal(a, b) for a, b in zip(again.model.state_dict().values(), got.values()))
