@@ -121,12 +121,15 @@ def _worker() -> int:
                 net = w.wrap(model) if w else model
                 opt = torch.optim.SGD(model.parameters(), lr=0.5)
                 sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+                avg = engine.WeightAverage(model, 2.0)  # --ema-epochs: every process keeps the same average
                 mean, (pred, lab) = engine.train_one_epoch(net, part, opt, sched, loss, 9, True,
                                                            torch.Generator().manual_seed(1), "t", True,
-                                                           augment_fs=360 if augment else None, world=w)
+                                                           augment_fs=360 if augment else None, world=w,
+                                                           average=avg)
                 cm = np.zeros((4, 4), int)
                 np.add.at(cm, (lab, pred), 1)
-                out.append((mean, cm, torch.cat([p.detach().flatten() for p in model.parameters()])))
+                out.append((mean, cm, torch.cat([p.detach().flatten() for m in (model, avg.model)
+                                                 for p in m.parameters()])))
             (m1, cm1, p1), (m2, cm2, p2) = out
             diff = (p1 - p2).abs().max().item()
             if world.is_main:
@@ -139,7 +142,7 @@ def _worker() -> int:
 def test_ddp_step_equals_one_process_step():
     """Sharding, the loss shares, the weight-0 row of an empty shard (the last batch holds one
     beat), the shared augmentation draws and the gathered predictions: an epoch over 2 gloo
-    processes moves the weights as one process does, to float rounding."""
+    processes moves the weights, and their moving average, as one process does, to float rounding."""
     r = subprocess.run([*TORCHRUN, str(Path(__file__))], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     assert r.stdout.count("max |weight difference|") == 2, r.stdout
