@@ -16,6 +16,12 @@ adds a second table: each report minus the --against report, in macro-F1, S F1 a
 95 % intervals from a paired bootstrap over DS1's records (the same patients drawn for both, so
 the interval answers "is this setting better on these patients"). Pairing needs both reports'
 held-out predictions of the same beats (reports written since the "held_out" field exists).
+
+    python bench/cv_compare.py --vote runs/cv/seed*/cv_report_*.json
+
+adds the majority vote of the reports' held-out predictions as a row of the first table (ties go
+to the first report's class): what an ensemble of those runs would score inside DS1, e.g. of
+the same setting at several seeds.
 """
 from __future__ import annotations
 
@@ -27,7 +33,7 @@ from common import parser  # noqa: E402  (puts the repository on sys.path)
 
 import numpy as np  # noqa: E402
 
-from metrics import paired_bootstrap_diff  # noqa: E402
+from metrics import classification_metrics, key_class_stats, paired_bootstrap_diff  # noqa: E402
 
 IGNORED = {"out_dir", "root", "quiet", "threads", "device", "cache", "no_download", "num_workers",
            "resume", "eval_only", "bootstrap", "cv_only", "cv_offsets"}  # offsets: a row of their own
@@ -87,6 +93,29 @@ def held_out(rep: dict, path: Path) -> dict:
             "pred_offsets": digits(h["pred_offsets"]) if "pred_offsets" in h else None}
 
 
+def majority(preds: np.ndarray, n_classes: int) -> np.ndarray:
+    """(R, N) predictions of R runs -> (N,) the most voted class; a tie goes to run 0's class when
+    it is among the most voted, else to the lowest tied class."""
+    votes = np.stack([(preds == c).sum(0) for c in range(n_classes)])  # (C, N)
+    top = votes.max(0)
+    first = preds[0].astype(np.int64)
+    return np.where(votes[first, np.arange(preds.shape[1])] == top, first, votes.argmax(0))
+
+
+def vote_row(reports: dict[Path, dict]) -> dict:
+    """The first table's row for the majority vote of the reports' held-out predictions."""
+    hs = [held_out(r, p) for p, r in reports.items()]
+    if any(h["beats"] != hs[0]["beats"] or h["classes"] != hs[0]["classes"] for h in hs):
+        raise ValueError("--vote needs reports that predicted the same beats (same inputs and classes)")
+    names = hs[0]["classes"]
+    pred = majority(np.stack([h["pred"] for h in hs]), len(names))
+    y = hs[0]["y"].astype(np.int64)
+    m = classification_metrics(y, pred, names)
+    return {"settings": f"majority vote of {len(hs)} reports", "epochs": "-", "macro_f1": m["macro_f1"],
+            "N_recall": m["per_class"][names[0]]["recall"], "ci": None, **key_columns(key_class_stats(y, pred, names)),
+            "folds": None, "report": ""}
+
+
 def paired(base: Path, reports: dict[Path, dict], n_boot: int = 2000) -> str:
     """Markdown: each report minus `base`, paired record bootstrap (metrics.paired_bootstrap_diff)."""
     b = held_out(reports[base], base)
@@ -113,6 +142,8 @@ def paired(base: Path, reports: dict[Path, dict], n_boot: int = 2000) -> str:
 def main() -> int:
     ap = parser(__doc__, root=False)
     ap.add_argument("reports", nargs="+", help="cv_report_*.json files written by trainer.py --cv K --cv-only")
+    ap.add_argument("--vote", action="store_true", help="also a row for the majority vote of the reports' held-out "
+                    "predictions (default: off)")
     ap.add_argument("--against", metavar="REPORT", help="also print every report minus this one, with paired "
                     "record-bootstrap intervals (default: off)")
     args = ap.parse_args()
@@ -125,7 +156,7 @@ def main() -> int:
         return 2
     try:
         reports = {p: json.loads(p.read_text()) for p in paths}  # each file read once
-        table = rows(reports)
+        table = rows(reports) + ([vote_row(reports)] if args.vote else [])
     except (ValueError, KeyError, TypeError) as e:
         print(f"bench/cv_compare.py: error: not a cv_report of trainer.py --cv-only ({type(e).__name__}: {e})",
               file=sys.stderr)

@@ -72,6 +72,29 @@ def test_cv_compare_against_pairs_held_out_predictions(tmp_path):
     assert bad.returncode == 2 and "same beats" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
 
 
+def test_cv_compare_vote_is_the_majority_of_held_out_predictions(tmp_path):
+    paths = [tmp_path / n / f"cv_report_{n}.json" for n in "abc"]
+    for p, pred in zip(paths, ["00000000", "00110011", "00110000"]):  # y = 00110011
+        _cv_report(p, 0.001, [0.3])
+        _with_held_out(p, pred)
+    cmd = [sys.executable, str(ROOT / "bench" / "cv_compare.py"), "--vote"]
+    r = subprocess.run([*cmd, *map(str, paths)], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert r.returncode == 0, r.stderr
+    # vote 00110000: S Se 2/4, +P 1, F1 2/3; N F1 = 8/10; macro over N and S (2/3 + 4/5) / 2;
+    # V: no beats, none predicted (Se, +P undefined, F1 0 as metrics.f1_from_cm gives it)
+    (row,) = [line for line in r.stdout.splitlines() if line.startswith("| majority vote")]
+    assert row == "| majority vote of 3 reports | - | 0.733 | 1.000 | 0.500 | 1.000 | 0.667 | - | - | 0.000 |"
+    _with_held_out(paths[2], "00220022")  # each S beat now gets 0, 1 and 2 once: the first report's 0 wins
+    r = subprocess.run([*cmd, *map(str, paths)], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    (row,) = [line for line in r.stdout.splitlines() if line.startswith("| majority vote")]
+    assert row == "| majority vote of 3 reports | - | 0.333 | 1.000 | 0.000 | - | 0.000 | - | - | 0.000 |"
+    rep = json.loads(paths[1].read_text())  # another set of beats: refused in one line
+    rep["cv"]["held_out"]["beats"] = "other"
+    paths[1].write_text(json.dumps(rep))
+    bad = subprocess.run([*cmd, *map(str, paths)], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert bad.returncode == 2 and "same beats" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+
+
 def test_accuracy_page_keeps_the_sections_of_protocols_not_rerun(tmp_path):
     """Sweeps live under data/ (outside git): regenerating the page without them must not erase
     the measured tables it already has."""
