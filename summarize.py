@@ -35,6 +35,7 @@ from typing import Any, Callable, NamedTuple
 
 from beats import key_class, scheme_of
 from cli import CliParser, UsageError, run_cli
+from config import TRAIN_DEFAULTS
 from report import validate_report
 from utils import atomic_write
 
@@ -369,8 +370,11 @@ SEED_STATS = [c for c in COLUMNS if c.key in ("macro_f1", "accuracy", "S_Se", "S
 
 
 def _experiment(report: dict) -> str:
-    """A key shared by the runs that differ only in their seed."""
+    """A key shared by the runs that differ only in their seed. An option newer than a report is
+    absent from its args; it counts as its config.TRAIN_DEFAULTS value (new options default to
+    the earlier behaviour), so runs made before and after it was added still group."""
     args = report.get("args") if isinstance(report.get("args"), dict) else {}
+    args = {**{k: v for k, v in TRAIN_DEFAULTS.items() if k not in ("seed", "model", "split")}, **args}
     return json.dumps({k: v for k, v in sorted(args.items()) if k not in RUN_ONLY_ARGS}, sort_keys=True,
                       default=str)
 

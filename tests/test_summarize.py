@@ -261,18 +261,23 @@ def test_runs_that_differ_only_in_seed_become_one_mean_std_row(reports, tmp_path
         r = json.loads(json.dumps(rep))
         r["args"]["seed"], r["args"]["out_dir"], r["test"]["macro_f1"] = seed, f"elsewhere{i}", f1
         r["test"]["key_classes_without_232"] = {"S": {"F1": f1 / 5}}  # as if 232 were tested: 0.1, 0.14, 0.18
+        if seed == 1:  # a report from before --ema-epochs existed: the option at its default, same experiment
+            del r["args"]["ema_epochs"]
         (tmp_path / f"eval_report_s{seed}.json").write_text(json.dumps(r))
     other = json.loads(json.dumps(rep))
     other["args"]["lr"] = 1.0  # another experiment: its own row
     (tmp_path / "eval_report_other.json").write_text(json.dumps(other))
+    averaged = json.loads(json.dumps(rep))
+    averaged["args"]["ema_epochs"] = 1.0  # the new option set: another experiment too
+    (tmp_path / "eval_report_ema.json").write_text(json.dumps(averaged))
     res = summarize.summarize(tmp_path, tmp_path / "out", plots=False, log=lambda line: None)
     groups = summarize.seed_groups(summarize.load_reports(tmp_path, print))
-    assert sorted(g["n"] for g in groups) == [1, 3]
+    assert sorted(g["n"] for g in groups) == [1, 1, 3]
     (g,) = [g for g in groups if g["n"] == 3]
     assert g["seeds"] == "1 2 3" and g["macro_f1_mean"] == pytest.approx(0.7)
     assert g["macro_f1_std"] == pytest.approx(0.2)  # sample std of 0.5, 0.7, 0.9
     assert (g["S_F1_no232_mean"], g["S_F1_no232_std"]) == (pytest.approx(0.14), pytest.approx(0.04))
-    (one,) = [g for g in groups if g["n"] == 1]
+    one = [g for g in groups if g["n"] == 1][0]
     assert one["S_F1_no232_mean"] is None and one["N_Se_mean"] == pytest.approx(rep["test"]["ec57"]["gross"]["N"]["Se"])
     md = (tmp_path / "out" / "leaderboard_seeds.md").read_text()
     assert "| S F1 w/o 232 |" in md.splitlines()[0] and "| 0.140 ± 0.040 |" in md and "| - |" in md
