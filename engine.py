@@ -113,15 +113,12 @@ class WeightAverage:
     starts low (min(exp(-1 / tau), (1 + t) / (10 + t)), as timm's model EMA) so the random
     initialisation does not linger. Integer buffers (BN's batch counter) are copied, not averaged."""
 
-    def __init__(self, model: nn.Module, tau: float, steps: int = 0):
+    def __init__(self, model: nn.Module, tau: float):
         if tau <= 0:
             raise ValueError(f"tau must be > 0 steps, got {tau}")
-        self.decay, self.steps = math.exp(-1.0 / tau), steps
+        self.decay, self.steps = math.exp(-1.0 / tau), 0
         self.model = copy.deepcopy(model).eval()
         self.model.requires_grad_(False)
-        self._pairs(model)
-
-    def _pairs(self, model: nn.Module) -> None:
         # the tensors themselves, not .data: in-place updates must move their version counters
         # (ConvBN's folded inference kernel is rebuilt when they move)
         mine, theirs = self.model.state_dict(keep_vars=True), model.state_dict(keep_vars=True)

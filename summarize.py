@@ -374,7 +374,7 @@ def _experiment(report: dict) -> str:
     absent from its args; it counts as its config.TRAIN_DEFAULTS value (new options default to
     the earlier behaviour), so runs made before and after it was added still group."""
     args = report.get("args") if isinstance(report.get("args"), dict) else {}
-    args = {**{k: v for k, v in TRAIN_DEFAULTS.items() if k not in ("seed", "model", "split")}, **args}
+    args = {**TRAIN_DEFAULTS, **args}
     return json.dumps({k: v for k, v in sorted(args.items()) if k not in RUN_ONLY_ARGS}, sort_keys=True,
                       default=str)
 

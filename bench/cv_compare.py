@@ -93,6 +93,11 @@ def held_out(rep: dict, path: Path) -> dict:
             "pred_offsets": digits(h["pred_offsets"]) if "pred_offsets" in h else None}
 
 
+def same_beats(a: dict, b: dict) -> bool:
+    """Did two held_out() results predict the same beats under the same classes?"""
+    return a["beats"] == b["beats"] and a["classes"] == b["classes"]
+
+
 def majority(preds: np.ndarray, n_classes: int) -> np.ndarray:
     """(R, N) predictions of R runs -> (N,) the most voted class; a tie goes to run 0's class when
     it is among the most voted, else to the lowest tied class."""
@@ -105,7 +110,7 @@ def majority(preds: np.ndarray, n_classes: int) -> np.ndarray:
 def vote_row(reports: dict[Path, dict]) -> dict:
     """The first table's row for the majority vote of the reports' held-out predictions."""
     hs = [held_out(r, p) for p, r in reports.items()]
-    if any(h["beats"] != hs[0]["beats"] or h["classes"] != hs[0]["classes"] for h in hs):
+    if not all(same_beats(h, hs[0]) for h in hs):
         raise ValueError("--vote needs reports that predicted the same beats (same inputs and classes)")
     names = hs[0]["classes"]
     pred = majority(np.stack([h["pred"] for h in hs]), len(names))
@@ -127,7 +132,7 @@ def paired(base: Path, reports: dict[Path, dict], n_boot: int = 2000) -> str:
 
     for p, rep in reports.items():
         o = held_out(rep, p)
-        if o["beats"] != b["beats"] or o["classes"] != b["classes"]:
+        if not same_beats(o, b):
             raise ValueError(f"{p} and {base} did not predict the same beats (different inputs or classes)")
         variants = [] if p.resolve() == base.resolve() else [(str(p), o["pred"])]
         if o["pred_offsets"] is not None:
