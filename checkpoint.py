@@ -28,7 +28,7 @@ CKPT_FORMAT, CKPT_VERSION = "liteecg-checkpoint", 1
 FINAL, TRAINING_STATE = "final", "training-state"
 # what a training state holds beyond the common fields (trainer.fit's state)
 TRAINING_KEYS = ("epoch", "model_state", "optimizer", "scheduler", "torch_rng", "history",
-                 "best_state", "bad_epochs", "ema_state")
+                 "best_state", "bad_epochs", "ema_state", "members")
 
 
 @dataclass
@@ -48,6 +48,7 @@ class Checkpoint:
     rr_norm: bool = False                         # models.ModelIO (absent before: False)
     rr_hidden: int = 0                            # models.ModelIO (absent before: 0)
     feature_drop: float = 0.0                     # models.ModelIO (absent before: 0)
+    members: int = 1                              # > 1: a models.Ensemble of that many (absent before: 1)
     kind: str = FINAL
     state_dict: dict | None = None
     best_val: dict = field(default_factory=dict)
@@ -111,7 +112,7 @@ class Checkpoint:
         """A freshly initialised model of this checkpoint's architecture and inputs."""
         return create_model(self.model_name, num_classes=self.num_classes, rr_dim=self.rr_dim,
                             fs=self.preproc.fs, in_channels=self.in_channels, rr_norm=self.rr_norm,
-                            rr_hidden=self.rr_hidden, feature_drop=self.feature_drop,
+                            rr_hidden=self.rr_hidden, feature_drop=self.feature_drop, members=self.members,
                             **self.model_config)
 
     def build_model(self, device: str | torch.device = "cpu", path: str | os.PathLike = "checkpoint") -> nn.Module:

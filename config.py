@@ -41,6 +41,7 @@ TRAIN_DEFAULTS = {
     "rr_hidden": 0,         # per-beat feature branch of the head (models.ModelIO)
     "feature_drop": 0.0,    # modality dropout of the waveform features (models.ModelIO)
     "ema_epochs": 0.0,      # > 0: keep a moving average of the weights over ~this many epochs (engine.WeightAverage)
+    "ensemble": 1,          # models averaged (trainer.py --ensemble; models.Ensemble)
     "bootstrap": 1000,      # bootstrap resamples for confidence intervals
     "seed": 1337,
     "device": "cuda",

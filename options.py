@@ -53,6 +53,9 @@ def build_parser(suppress: bool = False) -> argparse.ArgumentParser:
     add("--ema-epochs", type=float, default=T["ema_epochs"], metavar="H", help="validate, choose and "
         "save an exponential moving average of the weights over about the last H epochs instead of the "
         f"last step's weights; 0 = off (default: {T['ema_epochs']}" + _preset("ema_epochs") + ")")
+    add("--ensemble", type=int, default=T["ensemble"], metavar="K", help="train K models from seeds "
+        "--seed, --seed + 10007, ... one after the other and average their class probabilities; the checkpoint "
+        f"holds all K (default: {T['ensemble']})")
     add("--augment", action="store_true", help="train-time R-peak jitter, amplitude scaling, baseline wander and noise (default: off)")
     add("--rr", action=argparse.BooleanOptionalAction, help="feed the per-beat RR features (--rr-features) "
         "to the model (default: off" + _preset("rr") + ")")
@@ -153,6 +156,10 @@ def check_args(args: argparse.Namespace) -> None:
                          f"--rr --rr-features {' | '.join(s for s in RR_FEATURES if s != 'local')}")
     if not 0 <= args.ema_epochs < math.inf:
         raise UsageError(f"--ema-epochs must be a number >= 0, got {args.ema_epochs}")
+    if args.ensemble < 1:
+        raise UsageError(f"--ensemble must be >= 1, got {args.ensemble}")
+    if args.ensemble > 1 and args.cv_offsets:
+        raise UsageError("--cv-offsets shifts one model's output layer: it does not combine with --ensemble")
     if args.bootstrap < 0:
         raise UsageError(f"--bootstrap must be >= 0, got {args.bootstrap}")
     recs = [args.train_recs, args.val_recs, args.test_recs]

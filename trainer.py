@@ -36,7 +36,7 @@ from beats import key_class
 from engine import (OFFSET_GRID, WeightAverage, class_weights, lr_lambda, make_loss, predict, train_one_epoch,
                     tune_offsets)
 from metrics import bootstrap_ci, classification_metrics, key_class_stats
-from models import create_model
+from models import Ensemble, create_model
 from options import adopt_checkpoint_args, data_kwargs, parse_args, prepare_run, preproc_from_args
 from report import environment, versions, write_json
 
@@ -69,7 +69,18 @@ class FitOptions:
 
 def new_state() -> dict:
     """fit's state before the first epoch (checkpoint.TRAINING_KEYS are what --resume keeps of it)."""
-    return {"epoch": 0, "history": [], "best_val": {}, "best_state": None, "bad_epochs": 0, "ema_state": None}
+    return {"epoch": 0, "history": [], "best_val": {}, "best_state": None, "bad_epochs": 0, "ema_state": None,
+            "members": []}
+
+
+# --ensemble K: member m trains from seed + MEMBER_SEED_STEP * m (its initialisation, batch order and
+# dropout), so member 0 is exactly the single-model run of the same seed.
+MEMBER_SEED_STEP = 10007
+
+
+def member_seed(seed: int, member: int) -> int:
+    """The seed of ensemble member `member` of a run seeded `seed`."""
+    return seed + MEMBER_SEED_STEP * member
 
 
 def fit(model, tr: BeatTensors, va: BeatTensors | None, class_names: list[str], opts: FitOptions,
@@ -182,6 +193,16 @@ def build(args: argparse.Namespace, spec: dict, device) -> torch.nn.Module:
     return create_model(args.model, **io, **spec["model_config"]).to(device)
 
 
+def assemble(args: argparse.Namespace, spec: dict, states: list[dict], device) -> torch.nn.Module:
+    """The ensemble of --ensemble K members from their trained weights (state_dicts)."""
+    members = []
+    for st in states:
+        m = build(args, spec, device)
+        m.load_state_dict(st)
+        members.append(m)
+    return Ensemble(members).to(device)
+
+
 def cross_validate(args: argparse.Namespace, data, device, log=log) -> dict:
     """--cv K: choose the number of epochs inside DS1, never looking at DS2.
 
@@ -189,14 +210,20 @@ def cross_validate(args: argparse.Namespace, data, device, log=log) -> dict:
     is trained on the other folds for the full --epochs schedule (no early stopping) and
     predicts the held-out fold after every epoch; the held-out predictions of all folds are
     pooled (every DS1 beat predicted once, by a model that never saw its patient) and the epoch
-    with the best pooled macro-F1 is chosen. -> the "cv" section of the report."""
+    with the best pooled macro-F1 is chosen. -> the "cv" section of the report.
+
+    --ensemble K: each fold trains K members (member_seed), the held-out prediction is the argmax of
+    their mean probability, the pooled loss their mean loss, and "members" gives each member's own
+    pooled per-epoch macro-F1 (what K single runs of those seeds would have measured)."""
     t0 = time.perf_counter()
     folds = interpatient_folds(args.cv)
     if any(r not in DS1 for f in folds for r in f):  # the protocol's promise, checked where it is kept
         raise AssertionError("a cross-validation fold holds a record outside DS1")
-    names = data.class_names
+    names, K = data.class_names, args.ensemble
     preds = np.full((args.epochs, len(data)), -1, np.int8)  # (epochs, N) held-out class per DS1 beat
-    probs = np.zeros((args.epochs, len(data), len(names)), np.float32) if args.cv_offsets else None  # (E, N, C)
+    # (E, N, C) held-out probabilities (the members' mean)
+    probs = np.zeros((args.epochs, len(data), len(names)), np.float32) if args.cv_offsets or K > 1 else None
+    member_preds = np.full((K, args.epochs, len(data)), -1, np.int8) if K > 1 else None  # (K, E, N)
     losses = np.zeros(args.epochs)
     ds1 = np.flatnonzero(np.isin(data.record, [int(r) for r in DS1]))
     spec = model_spec(args, data.config, len(names))
@@ -208,19 +235,28 @@ def cross_validate(args: argparse.Namespace, data, device, log=log) -> dict:
             tr_idx = limit_per_class(data.y, tr_idx, args.class_limit, args.seed)
         log(f"cv fold {k + 1}/{len(folds)}: held out {' '.join(held)} ({len(va_idx)} beats "
             f"{data.class_counts(va_idx)}), training on {len(tr_idx)} beats of the other DS1 records")
-        torch.manual_seed(args.seed + 1000 * (k + 1))
-        model = build(args, spec, device)
+        tr, va = BeatTensors(data, tr_idx, device), BeatTensors(data, va_idx, device)
+        for m in range(K):
+            seed = member_seed(args.seed, m)
+            if K > 1:
+                log(f"cv fold {k + 1}/{len(folds)}: ensemble member {m + 1}/{K} (seed {seed})")
+            torch.manual_seed(seed + 1000 * (k + 1))
+            model = build(args, spec, device)
 
-        def keep(epoch: int, vp: np.ndarray, loss: float, prob: np.ndarray, va_idx=va_idx) -> None:
-            preds[epoch - 1, va_idx] = vp
-            if probs is not None:
-                probs[epoch - 1, va_idx] = prob
-            losses[epoch - 1] += loss * len(va_idx) / len(ds1)
-        state = new_state()
-        state = fit(model, BeatTensors(data, tr_idx, device), BeatTensors(data, va_idx, device), names, opts,
-                    state, lambda s: None, device, log, on_epoch=keep)
-        if state.get("interrupted"):
-            raise KeyboardInterrupt
+            def keep(epoch: int, vp: np.ndarray, loss: float, prob: np.ndarray, va_idx=va_idx, m=m) -> None:
+                if K == 1:
+                    preds[epoch - 1, va_idx] = vp
+                else:
+                    member_preds[m, epoch - 1, va_idx] = vp
+                if probs is not None:
+                    probs[epoch - 1, va_idx] += prob / K
+                losses[epoch - 1] += loss * len(va_idx) / len(ds1) / K
+            state = fit(model, tr, va, names, replace(opts, seed=seed), new_state(), lambda s: None, device, log,
+                        on_epoch=keep)
+            if state.get("interrupted"):
+                raise KeyboardInterrupt
+        if K > 1:
+            preds[:, va_idx] = probs[:, va_idx].argmax(-1)
     per_epoch = []
     for e in range(args.epochs):
         yp = preds[e, ds1].astype(np.int64)
@@ -233,6 +269,17 @@ def cross_validate(args: argparse.Namespace, data, device, log=log) -> dict:
     if args.bootstrap:  # patients, not beats, are the unit a new-patient score varies with
         best["ci"] = bootstrap_ci(data.y[ds1], chosen, names, groups=data.record[ds1], n_boot=args.bootstrap,
                                   seed=args.seed)
+    members = None
+    if K > 1:  # each member alone: the single runs the ensemble is compared with
+        members = []
+        for m in range(K):
+            f1 = [classification_metrics(data.y[ds1], member_preds[m, e, ds1].astype(np.int64), names)["macro_f1"]
+                  for e in range(args.epochs)]
+            e = int(np.argmax(f1))
+            members.append({"seed": member_seed(args.seed, m), "per_epoch_macro_f1": f1,
+                            "best": {"epoch": e + 1, "macro_f1": f1[e]}})
+            log(f"cv: member {m + 1} (seed {members[-1]['seed']}) alone: best pooled held-out macro-F1 "
+                f"{f1[e]:.4f} at epoch {e + 1}")
     log("cv: pooled held-out macro-F1 by epoch " + " ".join(f"{r['macro_f1']:.3f}" for r in per_epoch))
     k = best["key_classes"]
     log(f"cv: {best['epoch']} epochs chosen (pooled held-out macro-F1 {best['macro_f1']:.4f}"
@@ -240,7 +287,9 @@ def cross_validate(args: argparse.Namespace, data, device, log=log) -> dict:
     out = {"k": len(folds), "folds": folds, "selection": "epoch of the best pooled held-out macro-F1 over "
            "DS1 (K patient-grouped folds, full schedule, no early stopping)", "chosen_epochs": best["epoch"],
            "best": best, "per_epoch": per_epoch, "held_out": held_out(data, ds1, chosen)}
-    if probs is not None:
+    if members:
+        out["members"] = members
+    if args.cv_offsets:
         out["offsets"] = choose_offsets(probs[best["epoch"] - 1, ds1], data.y[ds1], data.record[ds1], names, folds,
                                         log)
         out["held_out"]["pred_offsets"] = out["offsets"].pop("pred")
@@ -324,25 +373,22 @@ def train(args: argparse.Namespace, given: set[str], log=log, world: World | Non
         log(f"wrote {path} (cross-validation inside DS1 only; DS2 was not evaluated)")
         return 0
 
-    # model
-    torch.manual_seed(args.seed)
-    np.random.seed(args.seed)
+    # model (--ensemble K: K members trained one after the other, member m from member_seed(seed, m))
+    K = args.ensemble
     spec = model_spec(args, cfg, len(data.class_names))
-    model = build(args, spec, device)
     stamp = resumed.stamp if resumed else time.strftime("%Y%m%d_%H%M%S")
     ckpt_path = out_dir / f"ecg_lightweight_{args.model}_{stamp}.pt"
     report_path = out_dir / f"eval_report_{args.model}_{stamp}.json"
     last_path = out_dir / f"ecg_lightweight_{args.model}_{stamp}.last.pt"
     ckpt = Checkpoint(model_name=args.model, **{k: v for k, v in spec.items() if k != "fs"},  # fs: preprocessing
-                      class_names=data.class_names,
+                      class_names=data.class_names, members=K,
                       preprocessing=cfg.to_dict(), args=vars(args), versions=versions(), stamp=stamp, cv=cv)
     state = new_state()
-    if resumed:  # model, optimizer, scheduler, RNG and early-stopping state
-        model.load_state_dict(resumed.training["model_state"])
+    if resumed:  # model, optimizer, scheduler, RNG and early-stopping state (and finished members)
         state.update(resumed.training, best_val=resumed.best_val)
         best = state["best_val"].get("macro_f1")
-        log(f"resuming {args.model} after epoch {state['epoch']}"
-            + (f" (best val F1 {best:.4f})" if best is not None else ""))
+        log(f"resuming {args.model}" + (f" member {len(state['members']) + 1}/{K}" if K > 1 else "")
+            + f" after epoch {state['epoch']}" + (f" (best val F1 {best:.4f})" if best is not None else ""))
 
     def save_state(s: dict) -> None:
         Checkpoint(**{**vars(ckpt), "kind": TRAINING_STATE, "best_val": s["best_val"],
@@ -356,20 +402,37 @@ def train(args: argparse.Namespace, given: set[str], log=log, world: World | Non
     opts.quiet = opts.quiet or not world.is_main  # one progress bar
     if cv:
         opts.stop_epoch = cv["chosen_epochs"]  # the folds' schedule, stopped where the folds peaked
-    n_params = sum(p.numel() for p in model.parameters())
     where = str(device)
     if world.distributed:
         per, machines = args.batch_size // world.size, len({d.split("@")[-1] for d in world.devices})
         where = (f"{world.size} processes ({world.backend}, {machines} machine(s)), global batch {args.batch_size} "
                  f"= {per}{'' if args.batch_size % world.size == 0 else f'-{per + 1}'} beats per process")
-    log(f"training {args.model} ({n_params:,} parameters) on {where}, {len(tr)} beats/epoch"
-        + (f", {opts.stop_epoch} epochs (chosen by cross-validation)" if cv else ""))
-    try:
-        state = fit(model, tr, va, data.class_names, opts, state, save_state, device, log, world=world)
-    except Exception:
-        if world.is_main and last_path.exists():
-            log(f"the last complete epoch's training state is kept: continue with --resume {last_path}")
-        raise
+    first = len(state["members"])  # members finished before a resume
+    for m in range(first, K):
+        seed = member_seed(args.seed, m)
+        torch.manual_seed(seed)
+        np.random.seed(seed)
+        model = build(args, spec, device)
+        if resumed and m == first:
+            model.load_state_dict(resumed.training["model_state"])
+        if m == first:
+            n_params = sum(p.numel() for p in model.parameters())
+            log(f"training {args.model} ({n_params:,} parameters{f', ensemble of {K}' if K > 1 else ''}) on {where}, "
+                f"{len(tr)} beats/epoch" + (f", {opts.stop_epoch} epochs (chosen by cross-validation)" if cv else ""))
+        if K > 1:
+            log(f"ensemble member {m + 1}/{K} (seed {seed})")
+        try:
+            state = fit(model, tr, va, data.class_names, replace(opts, seed=seed), state, save_state, device, log,
+                        world=world)
+        except Exception:
+            if world.is_main and last_path.exists():
+                log(f"the last complete epoch's training state is kept: continue with --resume {last_path}")
+            raise
+        if state.get("interrupted") or state["best_state"] is None:
+            break
+        if m < K - 1:  # the next member starts afresh; the finished ones ride along in its training state
+            done = {k: state[k] for k in ("best_state", "best_val", "history")}
+            state = {**new_state(), "members": state["members"] + [done]}
     if not world.is_main:  # rank 0 evaluates and writes
         return 130 if state.get("interrupted") else 0
     if state.get("interrupted") and last_path.exists():
@@ -377,14 +440,29 @@ def train(args: argparse.Namespace, given: set[str], log=log, world: World | Non
     if state["best_state"] is None:
         log("stopped before the first epoch finished: nothing to evaluate, nothing written")
         return 130
-    model.load_state_dict(state["best_state"])  # the test part sees the best weights only
+    if K > 1:
+        if state.get("interrupted"):
+            log(f"interrupted during ensemble member {len(state['members']) + 1}/{K}: nothing evaluated or written")
+            return 130
+        done = state["members"] + [{k: state[k] for k in ("best_state", "best_val", "history")}]
+        model = assemble(args, spec, [d["best_state"] for d in done], device)
+        state["best_state"] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        state["history"] = [{**row, "member": i} for i, d in enumerate(done) for row in d["history"]]
+        state["best_val"] = {"epoch": None, "members": [d["best_val"] for d in done]}
+        if va is not None:  # what early stopping saw, for the ensemble as a whole
+            vp, _, _ = predict(model, va, args.batch_size, model.rr_dim > 0)
+            vm = classification_metrics(va.y.cpu().numpy(), vp, data.class_names)
+            state["best_val"].update(macro_f1=vm["macro_f1"], accuracy=vm["accuracy"])
+    else:
+        model.load_state_dict(state["best_state"])  # the test part sees the best weights only
     if cv and cv.get("offsets") and any(cv["offsets"]["offsets"]):  # --cv-offsets: into the output layer,
         with torch.no_grad():  # so evaluate.py, export.py and predict.py all apply them
             model.fc.bias += torch.tensor(cv["offsets"]["offsets"], dtype=model.fc.bias.dtype,
                                           device=model.fc.bias.device)
         state["best_state"] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     if cv:  # no validation part: what the folds measured at the chosen epoch stands in
-        state["best_val"] = {"epoch": cv["chosen_epochs"], "macro_f1": cv["best"]["macro_f1"],
+        state["best_val"] = {**({"members": state["best_val"]["members"]} if K > 1 else {}),
+                             "epoch": cv["chosen_epochs"], "macro_f1": cv["best"]["macro_f1"],
                              "source": f"{cv['k']}-fold cross-validation inside DS1"}
     ckpt.state_dict, ckpt.best_val = state["best_state"], state["best_val"]
     ckpt.kind = FINAL

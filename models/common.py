@@ -11,6 +11,7 @@ reshaping (no `max_pool1d` with indices, which is slow to back-propagate on CPU)
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -137,6 +138,38 @@ class BeatClassifier(nn.Module):
             if self.training and self.dropout > 0:
                 f = F.dropout(f, self.dropout, True)
         return self.fc(f)  # (B, num_classes)
+
+
+class Ensemble(nn.Module):
+    """K beat classifiers of one architecture and inputs, trained apart (trainer.py --ensemble K,
+    one seed each), whose class probabilities are averaged: `forward` returns log(mean_k
+    softmax(member_k(x, rr))), (B, num_classes), which are logits as well (their softmax is the
+    mean probability, their argmax its class), so evaluation, export and predict.py use an ensemble
+    as they use one model. Why: inside DS1 the held-out macro-F1 of one seed swings by a few
+    hundredths from epoch to epoch and seed to seed, and a vote of seeds scored above their mean."""
+
+    def __init__(self, members: list[BeatClassifier]):
+        super().__init__()
+        if len(members) < 2:
+            raise ValueError(f"an ensemble needs at least 2 members, got {len(members)}")
+        io = members[0].io
+        if any(m.io != io or type(m) is not type(members[0]) for m in members):
+            raise ValueError("ensemble members must share their architecture and inputs (ModelIO)")
+        self.members = nn.ModuleList(members)
+        self.io = io
+        self.num_classes, self.rr_dim, self.in_channels, self.rr_norm = (io.num_classes, io.rr_dim,
+                                                                          io.in_channels, io.rr_norm)
+
+    @torch.no_grad()
+    def set_rr_stats(self, rr: torch.Tensor) -> None:
+        """Every member's per-beat feature standardisation from the same training values."""
+        for m in self.members:
+            m.set_rr_stats(rr)
+
+    def forward(self, x: torch.Tensor, rr: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, C, T) [+ (B, rr_dim)] -> (B, num_classes) log of the members' mean probability."""
+        logp = torch.stack([F.log_softmax(m(x, rr), 1) for m in self.members])  # (K, B, classes)
+        return torch.logsumexp(logp, 0) - math.log(len(self.members))
 
 
 class ConvBN(nn.Module):
