@@ -76,7 +76,7 @@ def export_metadata(ckpt: Checkpoint, checkpoint: str, fmt: str = ONNX_FORMAT, v
     """What a deployment needs to know to feed the exported model (liteecg.json)."""
     cfg = ckpt.preproc
     return {
-        "format": fmt, "version": version, "model": ckpt.model_name,
+        "format": fmt, "version": version, "model": ckpt.model_name, "members": ckpt.members,
         "checkpoint": Path(checkpoint).name, "class_names": list(ckpt.class_names),
         "input": {"shape": [None, cfg.channels, cfg.window], "dtype": "float32", "fs": cfg.fs,
                   "window_samples": cfg.window, "r_peak_at": cfg.window // 2,
@@ -90,7 +90,8 @@ def export_metadata(ckpt: Checkpoint, checkpoint: str, fmt: str = ONNX_FORMAT, v
         "rr": {"shape": [None, ckpt.rr_dim], "set": cfg.rr_features,
                "features": list(RR_FEATURES[cfg.rr_features].values()),
                "standardised_inside_the_model": ckpt.rr_norm} if ckpt.rr_dim else None,
-        "output": "logits (B, classes); argmax is the class, softmax its probability",
+        "output": "logits (B, classes); argmax is the class, softmax its probability"
+                  + (f" (the mean of {ckpt.members} models' probabilities)" if ckpt.members > 1 else ""),
         "preprocessing": cfg.to_dict(), "quantization": None, "torch": str(torch.__version__),
     }
 

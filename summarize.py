@@ -117,7 +117,8 @@ def _mm(key: str) -> Callable[[dict], float | None]:
 
 # THE table: every leaderboard column, in order. A new report field is one line here.
 COLUMNS: list[Column] = [
-    Column("model", lambda rep: str(rep["model"]), "model"),
+    Column("model", lambda rep: str(rep["model"]) + (f" x{n}" if (n := _get(rep, "args", "ensemble") or 1) > 1 else ""),
+           "model"),  # "liteecgnet x2": an --ensemble of two
     Column("split", lambda rep: str(_get(rep, "dataset", "split") or _get(rep, "args", "split") or "-"), "split"),
     Column("classes", _scheme, "classes"),
     Column("seed", lambda rep: _get(rep, "args", "seed"), "seed",

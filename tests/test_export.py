@@ -22,14 +22,14 @@ pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.*deprecated:Deprecati
 
 
 def make_checkpoint(path: Path, model_name: str = "liteecgnet", rr_dim: int = 0, kind: str = "final",
-                    cfg: PreprocConfig = PreprocConfig()) -> torch.nn.Module:
+                    cfg: PreprocConfig = PreprocConfig(), members: int = 1) -> torch.nn.Module:
     """A final checkpoint as trainer.py writes it, of an untrained model (no data needed)."""
     torch.manual_seed(0)
     rr_norm = cfg.rr_features != "local" and rr_dim > 0
-    model = create_model(model_name, rr_dim=rr_dim, in_channels=cfg.channels, rr_norm=rr_norm)
+    model = create_model(model_name, rr_dim=rr_dim, in_channels=cfg.channels, rr_norm=rr_norm, members=members)
     torch.save({"format": CKPT_FORMAT, "version": CKPT_VERSION, "kind": kind, "model_name": model_name,
                 "model_config": {}, "num_classes": 4, "rr_dim": rr_dim, "in_channels": cfg.channels,
-                "rr_norm": rr_norm,
+                "rr_norm": rr_norm, "members": members,
                 "class_names": ["N", "SVEB", "VEB", "Other"], "preprocessing": cfg.to_dict(),
                 "state_dict": model.state_dict()}, path)
     return model.eval()
@@ -137,6 +137,21 @@ def test_every_model_exports_to_onnx_with_a_dynamic_batch(tmp_path, model_name):
         assert abs(got - want).max() <= export.ATOL + export.RTOL * abs(want).max()
     record = json.loads((tmp_path / "m.export.json").read_text())
     assert record["float"]["check"]["inputs"].startswith("random") and "test" not in record
+
+
+def test_ensemble_exports_as_one_graph_of_averaged_probabilities(tmp_path):
+    """--ensemble 2: one ONNX file whose softmax is the members' mean probability, as in torch."""
+    from deploy import OnnxModel, softmax
+    cfg = PreprocConfig(segment_sec=1.2, template=True, rr_features="patient")
+    model = make_checkpoint(tmp_path / "m.pt", "liteecgnet", 8, cfg=cfg, members=2)
+    out = export.export(str(tmp_path / "m.pt"), runs=0, log=lambda msg: None)
+    m = OnnxModel(out)
+    assert m.meta["members"] == 2
+    g = torch.Generator().manual_seed(7)
+    x, rr = torch.randn(6, 2, 432, generator=g), torch.rand(6, 8, generator=g)
+    with torch.no_grad():
+        mean = torch.stack([torch.softmax(k(x, rr), 1) for k in model.members]).mean(0).numpy()
+    assert np.allclose(softmax(m.logits(x.numpy(), rr.numpy())), mean, atol=1e-5)
 
 
 def test_onnx_file_runs_with_onnxruntime_alone(tmp_path):

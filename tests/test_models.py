@@ -155,6 +155,34 @@ def test_rr_branch_and_feature_drop(name):
         create_model(name, rr_dim=0, feature_drop=0.5)
 
 
+def test_ensemble_returns_the_log_of_the_members_mean_probability():
+    """Two members with constant outputs (zero weights, biases log p): probabilities (0.9, 0.1)
+    and (0.5, 0.5) average to (0.7, 0.3), whatever the input."""
+    from models import Ensemble
+    ens = create_model("liteecgnet", num_classes=2, members=2).eval()
+    assert isinstance(ens, Ensemble) and len(ens.members) == 2
+    with torch.no_grad():
+        for m, p in zip(ens.members, ([0.9, 0.1], [0.5, 0.5])):
+            m.fc.weight.zero_()
+            m.fc.bias.copy_(torch.tensor(p).log())
+        out = ens(torch.randn(3, 1, 432))
+    assert torch.allclose(out, torch.tensor([[0.7, 0.3]] * 3).log(), atol=1e-6)
+    assert ens.num_classes == 2 and ens.rr_dim == 0 and ens.in_channels == 1
+
+
+def test_ensemble_members_must_match_and_be_at_least_two():
+    from models import Ensemble
+    a = create_model("liteecgnet", num_classes=2)
+    with pytest.raises(ValueError, match="at least 2"):
+        Ensemble([a])
+    for other in (create_model("liteecgnet", num_classes=3), create_model("ldcnn", num_classes=2)):
+        with pytest.raises(ValueError, match="share their architecture"):
+            Ensemble([a, other])
+    with pytest.raises(ValueError, match="members must be >= 1"):
+        create_model("liteecgnet", members=0)
+    assert not isinstance(create_model("liteecgnet", members=1), Ensemble)
+
+
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_folded_inference_path_matches_and_never_goes_stale(name):
     """Eval + no-grad runs convs with BN folded in (cached); it must equal the plain path and

@@ -270,9 +270,13 @@ def test_runs_that_differ_only_in_seed_become_one_mean_std_row(reports, tmp_path
     averaged = json.loads(json.dumps(rep))
     averaged["args"]["ema_epochs"] = 1.0  # the new option set: another experiment too
     (tmp_path / "eval_report_ema.json").write_text(json.dumps(averaged))
+    pair = json.loads(json.dumps(rep))
+    pair["args"]["ensemble"] = 2  # an --ensemble of two: its own row, named so
+    (tmp_path / "eval_report_pair.json").write_text(json.dumps(pair))
     res = summarize.summarize(tmp_path, tmp_path / "out", plots=False, log=lambda line: None)
     groups = summarize.seed_groups(summarize.load_reports(tmp_path, print))
-    assert sorted(g["n"] for g in groups) == [1, 1, 3]
+    assert sorted(g["n"] for g in groups) == [1, 1, 1, 3]
+    assert sorted(g["model"] for g in groups).count(f"{rep['model']} x2") == 1
     (g,) = [g for g in groups if g["n"] == 3]
     assert g["seeds"] == "1 2 3" and g["macro_f1_mean"] == pytest.approx(0.7)
     assert g["macro_f1_std"] == pytest.approx(0.2)  # sample std of 0.5, 0.7, 0.9

@@ -158,6 +158,8 @@ def test_resume_after_interrupt_ends_like_uninterrupted(mitbih_dir, tmp_path, ex
     (["--train-recs", "100"], "go together"),
     (["--classes", "nope"], "invalid choice"),
     (["--ema-epochs", "-1"], "--ema-epochs must be a number >= 0"),
+    (["--ensemble", "0"], "--ensemble must be >= 1"),
+    (["--ensemble", "2", "--split", "interpatient", "--cv", "2", "--cv-offsets"], "does not combine with --ensemble"),
 ])
 def test_bad_arguments(mitbih_dir, tmp_path, capsys, extra, match):
     out = tmp_path / "out"
@@ -491,3 +493,80 @@ def test_weight_average_is_the_hand_computed_moving_average():
     again = engine.WeightAverage(make(), tau)
     again.load_state_dict(state)
     assert again.steps == 5 and all(torch.equal(a, b) for a, b in zip(again.model.state_dict().values(), got.values()))
+
+
+# --- --ensemble K ---------------------------------------------------------------------------------
+
+def test_ensemble_member_one_is_the_single_run_and_the_checkpoint_holds_both(one_run, mitbih_dir, tmp_path):
+    """Member 1 trains from the run's seed exactly as a single model does (same weights); the
+    checkpoint rebuilds the ensemble, whose predictions are the argmax of the mean probability,
+    and the report counts both members' parameters and MACs."""
+    from checkpoint import load_model
+    from models import Ensemble
+    _, single_ckpt, single, _ = one_run
+    assert trainer.main(base_args(mitbih_dir, tmp_path, "--ensemble", "2")) == 0
+    (ckpt,), (rep,) = outputs(tmp_path)
+    ens, c = load_model(ckpt)
+    assert isinstance(ens, Ensemble) and c.members == 2
+    report = json.loads(rep.read_text())
+    assert report["args"]["ensemble"] == 2 and [h["member"] for h in report["history"]] == [0, 1]
+    assert report["model_metrics"]["params_total"] == 2 * single["model_metrics"]["params_total"]
+    assert report["model_metrics"]["macs"] == 2 * single["model_metrics"]["macs"]
+    assert [m["epoch"] for m in report["best_val"]["members"]] == [1, 1]
+    if single["environment"]["device"] == "cpu":  # a GPU's sums round differently (see test_same_seed_same_metrics)
+        one, _ = load_model(single_ckpt)
+        a, b = one.state_dict(), ens.members[0].state_dict()
+        assert all(torch.equal(a[k], b[k]) for k in a)
+        assert report["history"][0]["train_loss"] == single["history"][0]["train_loss"]
+        assert report["history"][1]["train_loss"] != single["history"][0]["train_loss"]  # member 2: its own seed
+    data = load_beats(str(mitbih_dir), c.preproc, records=["100"], cache_dir=tmp_path, download=False,
+                      log=lambda msg: None)
+    part = BeatTensors(data, np.arange(len(data)))
+    pred, prob, _ = engine.predict(ens, part, 256, False)
+    mean = np.mean([engine.predict(m, part, 256, False)[1] for m in ens.members], 0)
+    assert np.allclose(prob, mean, atol=1e-5) and (pred == mean.argmax(1)).all()
+
+
+def test_ensemble_cv_reports_each_member_alone(mitbih_dir, tmp_path):
+    """--cv with --ensemble 2: member 1's pooled per-epoch scores are those of the single run of
+    the same seed; the ensemble's pooled predictions are those stored and scored."""
+    args = ["--split", "interpatient", "--classes", "aami5", "--cv", "2", "--cv-only", "--epochs", "2",
+            "--class-limit", "60", "--device", "cpu", "--root", str(mitbih_dir), "--no-download", "--quiet",
+            "--bootstrap", "0", "--threads", "1"]
+    for name, extra in (("one", []), ("two", ["--ensemble", "2"])):
+        assert trainer.main([*args, "--out-dir", str(tmp_path / name), *extra]) == 0
+    one, two = (json.loads(next((tmp_path / n).glob("cv_report_*.json")).read_text())["cv"] for n in ("one", "two"))
+    assert "members" not in one and [m["seed"] for m in two["members"]] == [1337, 1337 + trainer.MEMBER_SEED_STEP]
+    assert two["members"][0]["per_epoch_macro_f1"] == [r["macro_f1"] for r in one["per_epoch"]]
+    y, pred = (np.array(list(two["held_out"][k]), int) for k in ("y", "pred"))
+    assert classification_metrics(y, pred, ["N", "S", "V", "F", "Q"])["macro_f1"] == pytest.approx(two["best"]["macro_f1"])
+
+
+def test_ensemble_resumed_in_its_second_member_ends_like_uninterrupted(mitbih_dir, tmp_path):
+    """Ctrl-C during member 2: nothing is evaluated (the ensemble is incomplete), the training
+    state carries member 1's weights, and --resume ends exactly where an uninterrupted run does."""
+    full, part = tmp_path / "full", tmp_path / "part"
+    args = lambda out: [*base_args(mitbih_dir, out, epochs=3), "--class-limit", "1500", "--ensemble", "2"]  # noqa: E731
+    assert trainer.main(args(full)) == 0
+    p = subprocess.Popen([sys.executable, str(ROOT / "trainer.py"), *args(part)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    second = False
+    for line in p.stdout:
+        second = second or line.startswith("ensemble member 2/2")
+        if second and line.startswith("epoch   1/"):
+            p.send_signal(signal.SIGINT)
+            break
+    rest, err = p.communicate(timeout=300)
+    assert p.returncode == 130, err
+    assert "interrupted during ensemble member 2/2" in rest and "epoch   3/" not in rest
+    (last,) = part.glob("*.last.pt")
+    assert outputs(part) == ([], [])
+    assert len(checkpoint.Checkpoint.load(last).training["members"]) == 1
+    assert trainer.main(["--resume", str(last), "--quiet"]) == 0
+    _, (a,) = outputs(full)
+    _, (b,) = outputs(part)
+    a, b = json.loads(a.read_text()), json.loads(b.read_text())
+    assert [h["train_loss"] for h in a["history"]] == [h["train_loss"] for h in b["history"]]
+    assert a["test"]["predictions_sha256"] == b["test"]["predictions_sha256"]
+
