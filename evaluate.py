@@ -24,7 +24,7 @@ from dataset import BeatTensors, load_split
 from engine import evaluate_part
 from options import adopt_checkpoint_args, data_kwargs, parse_args, prepare_run
 from profiling import profile_model
-from report import build_report, write_report
+from report import build_report, run_stamp, write_report
 
 
 def test_and_report(model, data, splits, ckpt: Checkpoint, ckpt_path, report_path: Path,
@@ -66,7 +66,7 @@ def evaluate_checkpoint(args: argparse.Namespace, given: set[str], log=log) -> i
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)
     model = ckpt.build_model(device, args.eval_only)
-    stamp = time.strftime("%Y%m%d_%H%M%S")
+    stamp = run_stamp(out_dir)
     report_path = out_dir / f"eval_report_{ckpt.model_name}_{stamp}_evalonly.json"
     test = test_and_report(model, data, splits, ckpt, Path(args.eval_only), report_path, args, device,
                            stamp=stamp, history=[], t_start=t_start, log=log)

@@ -12,6 +12,7 @@ import os
 import platform
 import resource
 import subprocess
+import time
 from pathlib import Path
 from typing import NamedTuple
 
@@ -116,6 +117,20 @@ def environment(device, seed: int, world: dict | None = None) -> dict:
 # ----------------------------------------------------------------------------------------------
 # Building and writing
 # ----------------------------------------------------------------------------------------------
+
+def run_stamp(out_dir: Path) -> str:
+    """The name a new run's files carry (ecg_lightweight_{model}_{stamp}.pt, eval_report_..., cv_report_...):
+    local time to the second, the process id, and "-2", "-3", ... if files of that stamp are already in
+    `out_dir`. Why: runs started in the same second into one folder (run_all_models.sh with JOBS=2,
+    side-by-side seeds, two calls in one process) must never overwrite one another's checkpoint, report
+    or training state."""
+    base = f"{time.strftime('%Y%m%d_%H%M%S')}_{os.getpid()}"
+    stamp, n = base, 1
+    while any(Path(out_dir).glob(f"*_{stamp}.*")) or any(Path(out_dir).glob(f"*_{stamp}_*")):
+        n += 1
+        stamp = f"{base}-{n}"
+    return stamp
+
 
 def build_report(*, model_name: str, stamp: str, ckpt_path, args: dict, class_names: list[str],
                  preprocessing: dict, dataset: dict, test: dict, best_val: dict, history: list[dict],

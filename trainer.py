@@ -38,7 +38,7 @@ from engine import (OFFSET_GRID, WeightAverage, class_weights, lr_lambda, make_l
 from metrics import bootstrap_ci, classification_metrics, key_class_stats
 from models import Ensemble, create_model
 from options import adopt_checkpoint_args, data_kwargs, parse_args, prepare_run, preproc_from_args
-from report import environment, versions, write_json
+from report import environment, run_stamp, versions, write_json
 
 
 @dataclass
@@ -366,7 +366,7 @@ def train(args: argparse.Namespace, given: set[str], log=log, world: World | Non
     data, splits = load_split(args.root, cfg, args.split, args.seed, log=log, **data_kwargs(args))
     cv = resumed.cv if resumed else (cross_validate(args, data, device, log) if args.cv else None)
     if args.cv_only:  # exploring: the folds' scores, no final model, DS2 untouched
-        path = out_dir / f"cv_report_{args.model}_{time.strftime('%Y%m%d_%H%M%S')}.json"
+        path = out_dir / f"cv_report_{args.model}_{run_stamp(out_dir)}.json"
         write_json({"model": args.model, "args": vars(args), "preprocessing": cfg.to_dict(),
                     "classes": data.class_names, "cv": cv,
                     "environment": environment(device, args.seed, world.describe())}, path)
@@ -376,7 +376,7 @@ def train(args: argparse.Namespace, given: set[str], log=log, world: World | Non
     # model (--ensemble K: K members trained one after the other, member m from member_seed(seed, m))
     K = args.ensemble
     spec = model_spec(args, cfg, len(data.class_names))
-    stamp = resumed.stamp if resumed else time.strftime("%Y%m%d_%H%M%S")
+    stamp = resumed.stamp if resumed else run_stamp(out_dir)
     ckpt_path = out_dir / f"ecg_lightweight_{args.model}_{stamp}.pt"
     report_path = out_dir / f"eval_report_{args.model}_{stamp}.json"
     last_path = out_dir / f"ecg_lightweight_{args.model}_{stamp}.last.pt"

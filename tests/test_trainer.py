@@ -570,3 +570,17 @@ def test_ensemble_resumed_in_its_second_member_ends_like_uninterrupted(mitbih_di
     assert [h["train_loss"] for h in a["history"]] == [h["train_loss"] for h in b["history"]]
     assert a["test"]["predictions_sha256"] == b["test"]["predictions_sha256"]
 
+
+def test_runs_started_in_the_same_second_keep_their_own_files(mitbih_dir, tmp_path, monkeypatch):
+    """Two runs into one folder within one second (the clock is frozen here) write two checkpoints
+    and two reports; another process in that second is told apart by its process id."""
+    import time
+    monkeypatch.setattr(time, "strftime", lambda *a, **k: "20261203_000000")
+    for seed in ("1", "2"):
+        assert trainer.main(base_args(mitbih_dir, tmp_path, "--seed", seed)) == 0
+    ckpts, reports = outputs(tmp_path)
+    assert len(ckpts) == 2 and len(reports) == 2
+    assert sorted(json.loads(r.read_text())["args"]["seed"] for r in reports) == [1, 2]
+    assert {checkpoint.Checkpoint.load(c).args["seed"] for c in ckpts} == {1, 2}
+    monkeypatch.setattr(report_mod.os, "getpid", lambda: 999999)
+    assert report_mod.run_stamp(tmp_path) == "20261203_000000_999999"
