@@ -428,7 +428,7 @@ def train(args: argparse.Namespace, given: set[str], log=log, world: World | Non
             if world.is_main and last_path.exists():
                 log(f"the last complete epoch's training state is kept: continue with --resume {last_path}")
             raise
-        if state.get("interrupted") or state["best_state"] is None:
+        if state.get("interrupted"):  # every process sees it (fit shares it); only rank 0 has a best_state
             break
         if m < K - 1:  # the next member starts afresh; the finished ones ride along in its training state
             done = {k: state[k] for k in ("best_state", "best_val", "history")}

@@ -275,3 +275,16 @@ def test_a_killed_process_ends_the_run_in_one_line_and_resume_finishes_it(runs, 
 
 if __name__ == "__main__":
     exit_process(_worker())
+
+
+def test_an_ensemble_trains_under_torchrun(mitbih_dir, tmp_path):
+    """--ensemble 2 in two processes: both members train (every process goes on to member 2; only
+    rank 0 keeps the state) and rank 0 writes one checkpoint of both."""
+    args = _args(mitbih_dir, tmp_path, "--ensemble", "2", "--epochs", "1")  # the last --epochs wins
+    r = subprocess.run([*TORCHRUN, "trainer.py", *args], capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    files, (ckpt,), (rep,) = _outputs(tmp_path)
+    assert files == sorted([ckpt.name, rep.name]), files
+    assert r.stdout.count("ensemble member 2/2") == 1
+    assert [h["member"] for h in json.loads(rep.read_text())["history"]] == [0, 1]
+    assert checkpoint.Checkpoint.load(ckpt).members == 2
