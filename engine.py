@@ -103,6 +103,11 @@ def predict(model: nn.Module, part: BeatTensors, batch_size: int, use_rr: bool,
     return p.argmax(1), p, (total.item() / len(part) if loss_fn is not None else float("nan"))
 
 
+def cpu_state(model: nn.Module) -> dict:
+    """A detached CPU copy of the model's state_dict: a snapshot later steps cannot change."""
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+
 class WeightAverage:
     """Exponential moving average of a model's weights and BN statistics (Polyak averaging), updated
     after every optimiser step; `model` is the averaged copy, the one to evaluate and save.
@@ -137,7 +142,7 @@ class WeightAverage:
 
     def state_dict(self) -> dict:
         """The averaged weights plus the step count: what --resume needs."""
-        return {"weights": {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()},
+        return {"weights": cpu_state(self.model),
                 "steps": self.steps}
 
     def load_state_dict(self, d: dict) -> None:

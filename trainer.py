@@ -33,8 +33,8 @@ from distributed import World, exit_process, launch_env
 from config import MODEL_CONFIGS
 from dataset import DS1, BeatTensors, interpatient_folds, limit_per_class, load_split
 from beats import key_class
-from engine import (OFFSET_GRID, WeightAverage, class_weights, lr_lambda, make_loss, predict, train_one_epoch,
-                    tune_offsets)
+from engine import (OFFSET_GRID, WeightAverage, class_weights, cpu_state, lr_lambda, make_loss, predict,
+                    train_one_epoch, tune_offsets)
 from metrics import bootstrap_ci, classification_metrics, key_class_stats
 from models import Ensemble, create_model
 from options import adopt_checkpoint_args, data_kwargs, parse_args, prepare_run, preproc_from_args
@@ -147,7 +147,7 @@ def fit(model, tr: BeatTensors, va: BeatTensors | None, class_names: list[str], 
                 if better:
                     state["best_val"] = dict(epoch=epoch, macro_f1=va_m["macro_f1"],
                                              accuracy=va_m["accuracy"], loss=va_loss)
-                    state["best_state"] = {k: v.detach().cpu().clone() for k, v in evaluated.state_dict().items()}
+                    state["best_state"] = cpu_state(evaluated)
                     state["bad_epochs"] = 0
                 else:
                     state["bad_epochs"] += 1
@@ -446,7 +446,7 @@ def train(args: argparse.Namespace, given: set[str], log=log, world: World | Non
             return 130
         done = state["members"] + [{k: state[k] for k in ("best_state", "best_val", "history")}]
         model = assemble(args, spec, [d["best_state"] for d in done], device)
-        state["best_state"] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        state["best_state"] = cpu_state(model)
         state["history"] = [{**row, "member": i} for i, d in enumerate(done) for row in d["history"]]
         state["best_val"] = {"epoch": None, "members": [d["best_val"] for d in done]}
         if va is not None:  # what early stopping saw, for the ensemble as a whole
@@ -459,7 +459,7 @@ def train(args: argparse.Namespace, given: set[str], log=log, world: World | Non
         with torch.no_grad():  # so evaluate.py, export.py and predict.py all apply them
             model.fc.bias += torch.tensor(cv["offsets"]["offsets"], dtype=model.fc.bias.dtype,
                                           device=model.fc.bias.device)
-        state["best_state"] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        state["best_state"] = cpu_state(model)
     if cv:  # no validation part: what the folds measured at the chosen epoch stands in
         state["best_val"] = {**({"members": state["best_val"]["members"]} if K > 1 else {}),
                              "epoch": cv["chosen_epochs"], "macro_f1": cv["best"]["macro_f1"],

@@ -160,12 +160,6 @@ class Ensemble(nn.Module):
         self.num_classes, self.rr_dim, self.in_channels, self.rr_norm = (io.num_classes, io.rr_dim,
                                                                           io.in_channels, io.rr_norm)
 
-    @torch.no_grad()
-    def set_rr_stats(self, rr: torch.Tensor) -> None:
-        """Every member's per-beat feature standardisation from the same training values."""
-        for m in self.members:
-            m.set_rr_stats(rr)
-
     def forward(self, x: torch.Tensor, rr: torch.Tensor | None = None) -> torch.Tensor:
         """(B, C, T) [+ (B, rr_dim)] -> (B, num_classes) log of the members' mean probability."""
         logp = torch.stack([F.log_softmax(m(x, rr), 1) for m in self.members])  # (K, B, classes)
