@@ -37,12 +37,31 @@ def class_weights(y: np.ndarray, n_classes: int, mode: str = "inverse") -> torch
     return torch.tensor(w, dtype=torch.float32)
 
 
+def patient_balance_weights(y: np.ndarray, record: np.ndarray, power: float) -> np.ndarray:
+    """Per-beat loss weights (N,): a beat of class c from record r weighs n_rc ** -power, n_rc
+    being r's beats of class c, rescaled so that class c's weights still sum to n_c (class priors
+    unchanged). power 0 gives all ones; 1 gives every record an equal share of each class it has.
+
+    Why: inter-patient DS1 has its S beats in a handful of patients (record 209 alone holds 383 of
+    943), so a plain loss learns mostly that patient's S beats; weighting evens out who a class is
+    learnt from without changing how often the model should predict it."""
+    w = np.ones(len(y), np.float64)
+    for c in np.unique(y):
+        rows = np.flatnonzero(y == c)
+        _, inv, n_rc = np.unique(record[rows], return_inverse=True, return_counts=True)
+        wc = n_rc[inv].astype(np.float64) ** -power
+        w[rows] = wc * (len(rows) / wc.sum())
+    return w.astype(np.float32)
+
+
 class Loss:
     """Cross-entropy, or focal loss -(1 - p_t)^gamma * log p_t (Lin et al. 2017), optionally
-    class-weighted. `loss(logits, y)` is the batch's (weighted) mean. A distributed run splits a
-    batch over processes: each computes `loss.sum(logits, y) / loss.normaliser(y of the whole
-    batch)`, and these shares add up to the batch's mean exactly (a weighted mean divides by the
-    batch's sum of weights, which the processes' own weighted means would not share)."""
+    class-weighted and/or beat-weighted (`w`, e.g. patient_balance_weights). `loss(logits, y, w)`
+    is the batch's weighted mean: the sum of weight[y] * w * loss over the sum of weight[y] * w.
+    A distributed run splits a batch over processes: each computes `loss.sum(logits, y, w) /
+    loss.normaliser(y, w of the whole batch)`, and these shares add up to the batch's mean exactly
+    (a weighted mean divides by the batch's sum of weights, which the processes' own weighted means
+    would not share)."""
 
     def __init__(self, focal: bool, gamma: float, weight: torch.Tensor | None):
         self.focal, self.gamma, self.weight = focal, gamma, weight
@@ -51,25 +70,33 @@ class Loss:
         logp = F.log_softmax(logits, 1).gather(1, y[:, None]).squeeze(1)  # (B,)
         return -((1 - logp.exp()) ** self.gamma) * logp
 
-    def __call__(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        if not self.focal:
+    def _beat_weights(self, y: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor | None:
+        """(B,) the weight of each row (class weight times beat weight), or None when unweighted."""
+        if self.weight is None:
+            return w
+        return self.weight[y] if w is None else self.weight[y] * w
+
+    def __call__(self, logits: torch.Tensor, y: torch.Tensor, w: torch.Tensor | None = None) -> torch.Tensor:
+        if w is None and not self.focal:  # the plain path, bit for bit what it was before beat weights
             return F.cross_entropy(logits, y, weight=self.weight)
-        loss = self._per_beat(logits, y)
-        if self.weight is not None:
-            w = self.weight[y]
-            return (loss * w).sum() / w.sum().clamp_min(1e-12)
-        return loss.mean()
+        if w is None and self.weight is None:
+            return self._per_beat(logits, y).mean()
+        return self.sum(logits, y, w) / self.normaliser(y, w)
 
-    def sum(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def sum(self, logits: torch.Tensor, y: torch.Tensor, w: torch.Tensor | None = None) -> torch.Tensor:
         """The numerator of the mean: the (weighted) sum over these rows."""
-        if not self.focal:
+        if w is None and not self.focal:
             return F.cross_entropy(logits, y, weight=self.weight, reduction="sum")
-        loss = self._per_beat(logits, y)
-        return (loss * self.weight[y]).sum() if self.weight is not None else loss.sum()
+        loss = (self._per_beat(logits, y) if self.focal
+                else F.cross_entropy(logits, y, reduction="none"))  # (B,)
+        bw = self._beat_weights(y, w)
+        return (loss * bw).sum() if bw is not None else loss.sum()
 
-    def normaliser(self, y: torch.Tensor) -> torch.Tensor | int:
-        """The denominator of the mean over a batch with labels `y`: rows, or their sum of weights."""
-        return len(y) if self.weight is None else self.weight[y].sum().clamp_min(1e-12)
+    def normaliser(self, y: torch.Tensor, w: torch.Tensor | None = None) -> torch.Tensor | int:
+        """The denominator of the mean over a batch with labels `y` (and beat weights `w`): rows,
+        or their sum of weights."""
+        bw = self._beat_weights(y, w)
+        return len(y) if bw is None else bw.sum().clamp_min(1e-12)
 
 
 def make_loss(focal: bool, gamma: float, weight: torch.Tensor | None) -> Loss:
@@ -209,14 +236,16 @@ def train_one_epoch(model, part: BeatTensors, opt, sched, loss_fn: Loss, batch_s
             if lo == hi:  # fewer rows than processes: a copied row with weight 0 keeps this one in step
                 lo, hi, keep = 0, 1, False
         x, rr, y = part.x[i[lo:hi]], part.rr[i[lo:hi]], part.y[i[lo:hi]]
+        w = None if part.w is None else part.w[i[lo:hi]]  # --patient-balance
         if augment_fs:
             x = augment(x, augment_fs, generator, (lo, hi, n) if shards else None)
         logits = model(x, rr if use_rr else None)
         if shards:  # this process's share of the batch's mean; x size: DDP averages the gradients
-            loss = loss_fn.sum(logits, y) * float(keep) / loss_fn.normaliser(part.y[i])
+            loss = loss_fn.sum(logits, y, w) * float(keep) / loss_fn.normaliser(
+                part.y[i], None if part.w is None else part.w[i])
             step_loss = loss * world.size
         else:
-            loss = step_loss = loss_fn(logits, y)
+            loss = step_loss = loss_fn(logits, y, w)
         opt.zero_grad(set_to_none=True)
         step_loss.backward()
         opt.step()

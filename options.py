@@ -50,6 +50,10 @@ def build_parser(suppress: bool = False) -> argparse.ArgumentParser:
     add("--class-weights", nargs="?", const="inverse", choices=[*CLASS_WEIGHTINGS, "none"],
         help="class weights in the loss: 'inverse' frequency (the bare flag) or its 'sqrt', gentler "
              "when a class has only a few training beats, or 'none' (default: off" + _preset("class_weights") + ")")
+    add("--patient-balance", type=float, default=T["patient_balance"], metavar="P", help="within each class, "
+        "weight a training beat by n ** -P, n = its record's beats of that class, rescaled so the class keeps "
+        "its total weight: each patient counts more evenly, class priors unchanged; 0 = off (default: "
+        f"{T['patient_balance']}" + _preset("patient_balance") + ")")
     add("--ema-epochs", type=float, default=T["ema_epochs"], metavar="H", help="validate, choose and "
         "save an exponential moving average of the weights over about the last H epochs instead of the "
         f"last step's weights; 0 = off (default: {T['ema_epochs']}" + _preset("ema_epochs") + ")")
@@ -154,6 +158,8 @@ def check_args(args: argparse.Namespace) -> None:
     if (args.rr_hidden or args.feature_drop) and not (args.rr and args.rr_features != "local"):
         raise UsageError("--rr-hidden and --feature-drop act on standardised per-beat features: use them with "
                          f"--rr --rr-features {' | '.join(s for s in RR_FEATURES if s != 'local')}")
+    if not 0 <= args.patient_balance <= 1:
+        raise UsageError(f"--patient-balance must be a number in [0, 1], got {args.patient_balance}")
     if not 0 <= args.ema_epochs < math.inf:
         raise UsageError(f"--ema-epochs must be a number >= 0, got {args.ema_epochs}")
     if args.ensemble < 1:

@@ -33,8 +33,8 @@ from distributed import World, exit_process, launch_env
 from config import MODEL_CONFIGS
 from dataset import DS1, BeatTensors, interpatient_folds, limit_per_class, load_split
 from beats import key_class
-from engine import (OFFSET_GRID, WeightAverage, class_weights, cpu_state, lr_lambda, make_loss, predict,
-                    train_one_epoch, tune_offsets)
+from engine import (OFFSET_GRID, WeightAverage, class_weights, cpu_state, lr_lambda, make_loss, patient_balance_weights,
+                    predict, train_one_epoch, tune_offsets)
 from metrics import bootstrap_ci, classification_metrics, key_class_stats
 from models import Ensemble, create_model
 from options import adopt_checkpoint_args, data_kwargs, parse_args, prepare_run, preproc_from_args
@@ -53,6 +53,7 @@ class FitOptions:
     focal: bool
     focal_gamma: float
     class_weights: str | None   # None | "inverse" | "sqrt"
+    patient_balance: float      # > 0: per-beat weights evening out patients within a class
     augment_fs: int | None      # sampling rate when augmenting, else None
     quiet: bool
     ema_epochs: float = 0.0     # > 0: evaluate and keep a moving average of the weights (engine.WeightAverage)
@@ -63,6 +64,7 @@ class FitOptions:
         return cls(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                    weight_decay=args.weight_decay, patience=args.patience, seed=args.seed,
                    focal=args.focal, focal_gamma=args.focal_gamma, class_weights=args.class_weights,
+                   patient_balance=args.patient_balance,
                    augment_fs=args.fs if args.augment else None, quiet=args.quiet,
                    ema_epochs=args.ema_epochs)
 
@@ -104,6 +106,8 @@ def fit(model, tr: BeatTensors, va: BeatTensors | None, class_names: list[str], 
     weight = (class_weights(tr.y.cpu().numpy(), len(class_names), opts.class_weights).to(device)
               if opts.class_weights else None)
     loss_fn = make_loss(opts.focal, opts.focal_gamma, weight)
+    tr.w = (torch.from_numpy(patient_balance_weights(tr.y.cpu().numpy(), tr.record, opts.patient_balance))
+            .to(tr.y.device) if opts.patient_balance else None)
     net = world.wrap(model)  # DDP under torchrun (it averages the gradients); `model` stays the bare module
     opt = torch.optim.AdamW(model.parameters(), lr=opts.lr, weight_decay=opts.weight_decay)
     steps = opts.epochs * tr.num_batches(opts.batch_size)

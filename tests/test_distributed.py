@@ -46,14 +46,18 @@ def test_shards_cover_a_batch_evenly_rank_0_never_empty():
 
 @pytest.mark.parametrize("focal", [False, True])
 @pytest.mark.parametrize("weighted", [False, True])
-def test_loss_shares_add_up_to_the_batch_mean(focal, weighted):
+@pytest.mark.parametrize("beat_weights", [False, True], ids=["", "patient-balance"])
+def test_loss_shares_add_up_to_the_batch_mean(focal, weighted, beat_weights):
     """Each process's sum / the whole batch's normaliser: the shares add up to the one-process
-    mean, uneven shards and class weights included (the shards' own weighted means do not)."""
+    mean, uneven shards, class weights and beat weights included (the shards' own weighted means do not)."""
     g = torch.Generator().manual_seed(0)
     logits, y = torch.randn(11, 4, generator=g), torch.tensor([0, 0, 0, 0, 1, 2, 2, 3, 0, 1, 0])
+    w = torch.rand(11, generator=g) + 0.1 if beat_weights else None
+    cut = lambda lo, hi: None if w is None else w[lo:hi]  # noqa: E731
     loss = engine.make_loss(focal, 2.0, torch.tensor([0.5, 3.0, 1.5, 8.0]) if weighted else None)
-    shares = [loss.sum(logits[lo:hi], y[lo:hi]) / loss.normaliser(y) for lo, hi in ((0, 4), (4, 8), (8, 11))]
-    assert torch.allclose(sum(shares), loss(logits, y), rtol=1e-6)
+    shares = [loss.sum(logits[lo:hi], y[lo:hi], cut(lo, hi)) / loss.normaliser(y, w)
+              for lo, hi in ((0, 4), (4, 8), (8, 11))]
+    assert torch.allclose(sum(shares), loss(logits, y, w), rtol=1e-6)
     if weighted:  # why not average the shards' means: weighted, they differ from the batch mean
         means = [loss(logits[lo:hi], y[lo:hi]) for lo, hi in ((0, 4), (4, 8), (8, 11))]
         assert not torch.allclose(sum(means) / 3, loss(logits, y), rtol=1e-3)

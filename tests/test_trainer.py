@@ -159,6 +159,8 @@ def test_resume_after_interrupt_ends_like_uninterrupted(mitbih_dir, tmp_path, ex
     (["--classes", "nope"], "invalid choice"),
     (["--ema-epochs", "-1"], "--ema-epochs must be a number >= 0"),
     (["--ensemble", "0"], "--ensemble must be >= 1"),
+    (["--patient-balance", "-0.5"], "--patient-balance must be a number in [0, 1]"),
+    (["--patient-balance", "nan"], "--patient-balance must be a number in [0, 1]"),
     (["--ensemble", "2", "--split", "interpatient", "--cv", "2", "--cv-offsets"], "does not combine with --ensemble"),
 ])
 def test_bad_arguments(mitbih_dir, tmp_path, capsys, extra, match):
@@ -250,6 +252,45 @@ def test_class_weights_sqrt_and_cli_modes():
     assert options.parse_args([])[0].class_weights is None
     with pytest.raises(UsageError, match="invalid choice"):
         options.parse_args(["--class-weights", "square"])
+
+
+def test_patient_balance_weights_hand_computed():
+    y = np.array([0, 0, 0, 1, 1, 1, 1])
+    rec = np.array([100, 100, 101, 100, 101, 101, 101])
+    # class 0: record 100 has 2 beats, 101 has 1; power 0.5 -> raw 2**-0.5, 2**-0.5, 1, rescaled to sum 3
+    s0 = 3 / (2 * 2 ** -0.5 + 1)
+    # class 1: record 100 has 1 beat, 101 has 3 -> raw 1, 3**-0.5 x 3, rescaled to sum 4
+    s1 = 4 / (1 + 3 * 3 ** -0.5)
+    expected = [2 ** -0.5 * s0, 2 ** -0.5 * s0, s0, s1, *(3 ** -0.5 * s1,) * 3]
+    assert np.allclose(engine.patient_balance_weights(y, rec, 0.5), expected)
+    # power 1: each record an equal share of each class it has (class 1: 2 and 3 x 2/3)
+    assert np.allclose(engine.patient_balance_weights(y, rec, 1.0), [0.75, 0.75, 1.5, 2, 2 / 3, 2 / 3, 2 / 3])
+    assert np.array_equal(engine.patient_balance_weights(y, rec, 0.0), np.ones(7, np.float32))
+
+
+def test_beat_weighted_loss_is_the_weighted_mean():
+    g = torch.Generator().manual_seed(1)
+    logits, y = torch.randn(9, 3, generator=g), torch.tensor([0, 1, 2, 0, 1, 2, 0, 0, 1])
+    w, cw = torch.rand(9, generator=g) + 0.1, torch.tensor([0.5, 2.0, 1.0])
+    per = torch.nn.functional.cross_entropy(logits, y, reduction="none")
+    assert torch.allclose(engine.make_loss(False, 2.0, None)(logits, y, w), (per * w).sum() / w.sum())
+    both = cw[y] * w
+    assert torch.allclose(engine.make_loss(False, 2.0, cw)(logits, y, w), (per * both).sum() / both.sum())
+    # weights of one: the plain loss
+    assert torch.allclose(engine.make_loss(False, 2.0, cw)(logits, y, torch.ones(9)),
+                          torch.nn.functional.cross_entropy(logits, y, weight=cw))
+
+
+def test_patient_balance_trains_on_the_weights_and_is_recorded(mitbih_dir, tmp_path):
+    """--patient-balance: recorded in the report, and it changes the first epoch's loss (the
+    weights reach the loss); the usage errors are one line (test_bad_arguments)."""
+    runs = {}
+    for name, extra in (("plain", []), ("balanced", ["--patient-balance", "1"])):
+        assert trainer.main(base_args(mitbih_dir, tmp_path / name, *extra)) == 0
+        _, (rep,) = outputs(tmp_path / name)
+        runs[name] = json.loads(rep.read_text())
+    assert runs["plain"]["args"]["patient_balance"] == 0.0 and runs["balanced"]["args"]["patient_balance"] == 1.0
+    assert runs["plain"]["history"][0]["train_loss"] != runs["balanced"]["history"][0]["train_loss"]
 
 
 def test_augment_is_seeded_bounded_and_keeps_shape():
