@@ -254,6 +254,14 @@ def test_class_weights_sqrt_and_cli_modes():
         options.parse_args(["--class-weights", "square"])
 
 
+def test_interpatient_preset_fills_the_flags_not_given():
+    a = options.parse_args(["--split", "interpatient"])[0]
+    assert (a.classes, a.rr, a.rr_features, a.template, a.segment_sec, a.patient_balance, a.class_weights) == \
+        ("aami5", True, "sequence", True, 1.2, 0.5, None)
+    assert options.parse_args(["--split", "interpatient", "--patient-balance", "0"])[0].patient_balance == 0.0
+    assert options.parse_args([])[0].patient_balance == 0.0  # stratified: off
+
+
 def test_patient_balance_weights_hand_computed():
     y = np.array([0, 0, 0, 1, 1, 1, 1])
     rec = np.array([100, 100, 101, 100, 101, 101, 101])
