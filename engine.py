@@ -236,13 +236,13 @@ def train_one_epoch(model, part: BeatTensors, opt, sched, loss_fn: Loss, batch_s
             if lo == hi:  # fewer rows than processes: a copied row with weight 0 keeps this one in step
                 lo, hi, keep = 0, 1, False
         x, rr, y = part.x[i[lo:hi]], part.rr[i[lo:hi]], part.y[i[lo:hi]]
-        w = None if part.w is None else part.w[i[lo:hi]]  # --patient-balance
+        batch_w = None if part.w is None else part.w[i]  # --patient-balance: the whole batch's beat weights
+        w = None if batch_w is None else batch_w[lo:hi]
         if augment_fs:
             x = augment(x, augment_fs, generator, (lo, hi, n) if shards else None)
         logits = model(x, rr if use_rr else None)
         if shards:  # this process's share of the batch's mean; x size: DDP averages the gradients
-            loss = loss_fn.sum(logits, y, w) * float(keep) / loss_fn.normaliser(
-                part.y[i], None if part.w is None else part.w[i])
+            loss = loss_fn.sum(logits, y, w) * float(keep) / loss_fn.normaliser(part.y[i], batch_w)
             step_loss = loss * world.size
         else:
             loss = step_loss = loss_fn(logits, y, w)
