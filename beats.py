@@ -91,6 +91,16 @@ RR_FEATURES["sequence"] = {
     "prev_pre_prev": "the previous beat's pre-RR / the pre-RR before it",
 }
 
+# "sinus": the sequence set plus ratios to an upper quantile of the recent RRs, an estimate of the
+# sinus cycle that frequent premature beats pull down less than a mean or median
+RR_FEATURES["sinus"] = {
+    **RR_FEATURES["sequence"],
+    "pre_long_q": "pre-RR / 0.8 quantile of the RRs of the past 5 min",
+    "post_long_q": "post-RR / the same quantile",
+    "pre_mid_q": "pre-RR / 0.8 quantile of the last 32 RR intervals (this beat's pre-RR included)",
+    "post_mid_q": "post-RR / the same quantile",
+}
+
 
 def rr_dim(feature_set: str) -> int:
     """Width of a per-beat feature set."""

@@ -21,7 +21,7 @@ DATA_DEFAULTS = {
     # Lead choice by name: MLII when present (it is the *second* signal of record 114); records
     # 102 and 104 have no MLII, then V5 (the first signal of both), then the others.
     "lead_policy": ("MLII", "V5", "V2", "V1", "V4"),
-    "rr_features": "local",  # per-beat feature set given with --rr (beats.RR_FEATURES): local | patient | robust | sequence
+    "rr_features": "local",  # per-beat feature set given with --rr (beats.RR_FEATURES): local | patient | robust | sequence | sinus
     "template": False,       # 2nd input channel: the record's running median beat (features.py)
     "template_beats": 256,   # the template is the median of this many previous beats ...
     "template_every": 64,    # ... recomputed every this many beats

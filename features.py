@@ -142,6 +142,40 @@ def rr_sequence(rpeaks: np.ndarray, fs: int, long_sec: float = 300.0, local: int
     return np.concatenate([base, extra.astype(np.float32)], 1)
 
 
+def rr_sinus(rpeaks: np.ndarray, fs: int, long_sec: float = 300.0, mid: int = 32, q: float = 0.8,
+             min_sec: float = 0.02) -> np.ndarray:
+    """rr_sequence's 16 columns plus pre/post RR over a running upper *quantile* of the RRs
+    (beats.RR_FEATURES["sinus"]): the `q` quantile of the past `long_sec` seconds' pre-RRs and of
+    the last `mid` pre-RRs (this beat's included). Premature beats pull a mean or median of the
+    recent RRs toward their coupling interval, the more so the more of them there are; an upper
+    quantile stays near the underlying sinus cycle. (n, 20) float32, never NaN/inf."""
+    rpeaks = np.asarray(rpeaks)
+    n = len(rpeaks)
+    base = rr_sequence(rpeaks, fs, long_sec=long_sec, min_sec=min_sec)  # (n, 16)
+    if n < 2:
+        return np.concatenate([base, np.ones((n, 4), np.float32)], 1)
+    pre, post = _intervals(rpeaks, fs, min_sec)        # (n,) seconds, > 0
+    lo_long, _ = _window_starts(rpeaks, fs, long_sec, mid)
+    lo_mid = np.maximum(0, np.arange(n) + 1 - mid)
+    q_long, q_mid = _trailing_quantile(pre, lo_long, q), _trailing_quantile(pre, lo_mid, q)
+    extra = np.stack([pre / q_long, post / q_long, pre / q_mid, post / q_mid], 1)
+    return np.concatenate([base, extra.astype(np.float32)], 1)
+
+
+def _trailing_quantile(v: np.ndarray, lo: np.ndarray, q: float) -> np.ndarray:
+    """The q quantile (linear interpolation, numpy's default) of v[lo[i] .. i] for every i. (n,)"""
+    n = len(v)
+    i = np.arange(n)
+    w = int((i + 1 - lo).max())
+    pad = np.concatenate([np.full(w - 1, np.nan), v])
+    win = np.lib.stride_tricks.sliding_window_view(pad, w).copy()  # (n, w): v[i-w+1 .. i]
+    win[np.arange(w)[None, :] + (i - w + 1)[:, None] < lo[:, None]] = np.nan
+    s = np.sort(win, axis=1)                           # NaN last: the c finite values come first
+    pos = q * (np.sum(~np.isnan(win), axis=1) - 1)     # (n,) position among them
+    a, b = np.floor(pos).astype(int), np.ceil(pos).astype(int)
+    return s[i, a] + (pos - a) * (s[i, b] - s[i, a])
+
+
 def _nanmedian_rows(a: np.ndarray) -> np.ndarray:
     """Row medians ignoring NaN (each row has >= 1 finite value), without nanmedian's warnings
     and overhead: NaN sorts last, so the median of the c finite values sits at (c-1)/2."""
@@ -221,5 +255,6 @@ def rr_features(rpeaks: np.ndarray, fs: int, local: int = 10) -> np.ndarray:
 
 # feature set name (beats.RR_FEATURES) -> (rpeaks, fs) -> (n, width) float32
 RR_SETS: dict[str, Callable[[np.ndarray, int], np.ndarray]] = {"local": rr_features, "patient": rr_context,
-                                                               "robust": rr_robust, "sequence": rr_sequence}
+                                                               "robust": rr_robust, "sequence": rr_sequence,
+                                                               "sinus": rr_sinus}
 assert set(RR_SETS) == set(_RR_SETS), "beats.RR_FEATURES and features.RR_SETS must name the same sets"

@@ -66,7 +66,8 @@ def build_parser(suppress: bool = False) -> argparse.ArgumentParser:
     add("--rr-features", choices=sorted(RR_FEATURES), help=f"per-beat feature set: 'local' = pre/post RR in s and "
         f"their ratios to the local mean; 'patient' = dimensionless, relative to the record's own rhythm "
         f"over minutes, with RR irregularity, standardised inside the model; 'robust' = 'patient' plus the "
-        f"same ratios to running medians; 'sequence' = 'robust' plus the beat-to-beat RR change (default: {D['rr_features']}"
+        f"same ratios to running medians; 'sequence' = 'robust' plus the beat-to-beat RR change; 'sinus' = 'sequence' plus "
+        f"ratios to an upper quantile of the recent RRs (default: {D['rr_features']}"
         + _preset("rr_features") + ")")
     add("--rr-hidden", type=int, default=T["rr_hidden"], help="standardised per-beat features also pass "
         "through a Linear + ReLU branch of this width into the head (needs --rr-features other than local) (default: "

@@ -181,7 +181,7 @@ def fit(model, tr: BeatTensors, va: BeatTensors | None, class_names: list[str], 
 
 def model_spec(args: argparse.Namespace, cfg, num_classes: int) -> dict:
     """create_model's arguments for this run: the data's inputs and the --coord override.
-    Every feature set but 'local' ('patient', 'robust', 'sequence') is standardised inside the
+    Every feature set but 'local' ('patient', 'robust', 'sequence', 'sinus') is standardised inside the
     model and never dropped out (rr_norm); the original 'local' set keeps its original treatment,
     so earlier results reproduce."""
     overrides = {} if args.coord is None else {"coord": args.coord}

@@ -79,7 +79,7 @@ def test_rr_duplicate_annotation_is_finite():
     assert r[1, COL["post_pre"]] == pytest.approx(7 / 360)
 
 
-@pytest.mark.parametrize("rr_set", [F.rr_context, F.rr_robust, F.rr_sequence])
+@pytest.mark.parametrize("rr_set", [F.rr_context, F.rr_robust, F.rr_sequence, F.rr_sinus])
 def test_rr_causal(rr_set):
     rng = np.random.default_rng(1)
     rpeaks = np.cumsum(rng.integers(150, 500, 200))
@@ -145,6 +145,41 @@ def test_sequence_edges_are_finite():
     assert F.rr_sequence(np.array([], np.int64), 360).shape == (0, K + 8)
     assert np.all(F.rr_sequence(np.array([7]), 360)[:, K + 5:] == 1)
     assert np.isfinite(F.rr_sequence(np.array([0, 360, 360, 720, 720]), 360)).all()
+
+
+# ------------------------------------------------------------------------------------ rr_sinus
+
+def test_sinus_is_sequence_plus_upper_quantile_ratios_hand_computed():
+    # R peaks 0 1 2 2.5 4 5 s -> pre = [1, 1, 1, .5, 1.5, 1], post = [1, 1, .5, 1.5, 1, 1]
+    rpeaks = np.array([0, 360, 720, 900, 1440, 1800])
+    got = F.rr_sinus(rpeaks, 360)
+    assert got.shape == (6, len(F._RR_SETS["sinus"])) == (6, K + 12) and got.dtype == np.float32
+    assert np.array_equal(got[:, :K + 8], F.rr_sequence(rpeaks, 360))
+    # beat 3: 0.8 quantile of (1, 1, 1, .5) = 1 (position 2.4 among .5 1 1 1); beat 4: of
+    # (1, 1, 1, .5, 1.5): position 3.2 among .5 1 1 1 1.5 -> 1 + 0.2 * 0.5 = 1.1
+    assert np.allclose(got[3, K + 8:], [0.5, 1.5, 0.5, 1.5])
+    assert np.allclose(got[4, K + 8:], [1.5 / 1.1, 1 / 1.1, 1.5 / 1.1, 1 / 1.1])
+    # windows: only the last 32 intervals, and only the past 5 minutes
+    many = np.cumsum(np.r_[0, np.full(40, 360), np.full(40, 180)])  # 40 RRs of 1 s, then 40 of .5 s
+    r = F.rr_sinus(many, 360)
+    assert r[-1, K + 10] == pytest.approx(1.0)                      # last 32 RRs are all .5 s
+    assert r[-1, K + 8] == pytest.approx(0.5)                       # 5 min still holds the 1 s RRs
+    slow = np.arange(0, 400 * 720, 720)                             # 2 s RRs: 800 s, 150 beats in 5 min
+    assert np.allclose(F.rr_sinus(slow, 360)[:, K + 8:], 1)
+
+
+def test_trailing_quantile_matches_numpy():
+    rng = np.random.default_rng(3)
+    v = rng.random(300)
+    lo = np.maximum(0, np.arange(300) - rng.integers(0, 60, 300))
+    want = [np.quantile(v[a:i + 1], 0.8) for i, a in enumerate(lo)]
+    assert np.allclose(F._trailing_quantile(v, lo, 0.8), want)
+
+
+def test_sinus_edges_are_finite():
+    assert F.rr_sinus(np.array([], np.int64), 360).shape == (0, K + 12)
+    assert np.all(F.rr_sinus(np.array([7]), 360)[:, K + 8:] == 1)
+    assert np.isfinite(F.rr_sinus(np.array([0, 360, 360, 720, 720]), 360)).all()
 
 
 # ------------------------------------------------------------------------------ running_template
