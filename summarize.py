@@ -9,7 +9,8 @@ Writes into --out (default: the report folder), each file atomically (temp file 
   leaderboard_classes.md        per-class EC57 Se / +P and F1 of every run
   leaderboard_seeds.md / .csv   one row per experiment (runs that differ only in their seed):
                                 n, the seeds, mean ± std of the test figures (printed too
-                                when some experiment has several seeds)
+                                when some experiment has several seeds); "options" names
+                                what tells a model's experiments apart ("-": only one)
   plots/frontier.png            test macro-F1 vs MACs (log x), one labelled point per
                                 experiment: its mean, with a ±1 std error bar over several seeds
   plots/confusion_<run>.png     row-normalised test confusion matrix (recall per class)
@@ -274,7 +275,8 @@ def plot_frontier(groups: list[dict]) -> bytes | None:
                     yerr=[g["macro_f1_std"] if g["n"] > 1 else 0.0 for g in gs], fmt="o", color=c, ms=6,
                     capsize=3, zorder=3, label=f"{kind[0]} / {kind[1]}")
         for g in gs:
-            ax.annotate(g["model"] + (f" (n={g['n']})" if g["n"] > 1 else ""), (g["macs"], g["macro_f1_mean"]),
+            ax.annotate(g["model"] + (f" [{g['options']}]" if g["options"] != "-" else "")
+                        + (f" (n={g['n']})" if g["n"] > 1 else ""), (g["macs"], g["macro_f1_mean"]),
                         textcoords="offset points", xytext=(5, 4), fontsize=8)
         front = _pareto([(g["macs"], g["macro_f1_mean"]) for g in gs])
         if len(front) > 1:
@@ -380,15 +382,31 @@ def _experiment(report: dict) -> str:
                       default=str)
 
 
+def _options_told_apart(keys: list[tuple]) -> dict[tuple, str]:
+    """For each group key (split, model, classes, experiment JSON): the options that tell it apart
+    from the other groups of the same model, split and classes ("lr=1.0, ema_epochs=1.0"), or "-"
+    when it is the only one. Without it, two rows of one model would look the same."""
+    out = {}
+    for k in keys:
+        args = json.loads(k[3])
+        others = [json.loads(o[3]) for o in keys if o[:3] == k[:3] and o != k]
+        differ = sorted({a for o in others for a in set(o) | set(args) if o.get(a) != args.get(a)})
+        out[k] = ", ".join(f"{a}={args.get(a)}" for a in differ) or "-"
+    return out
+
+
 def seed_groups(loaded: list[tuple[Path, dict, dict]]) -> list[dict]:
     """One row per experiment (same model, split, classes and options; any seeds): n, the seeds,
-    and mean / std (sample, ddof 1; 0 for one run) of the SEED_STATS columns."""
+    the options that tell it apart from the same model's other experiments, and mean / std
+    (sample, ddof 1; 0 for one run) of the SEED_STATS columns."""
     groups: dict[tuple, list] = {}
     for _, rep, row in loaded:
         groups.setdefault((row["split"], row["model"], row["classes"], _experiment(rep)), []).append((rep, row))
+    options = _options_told_apart(list(groups))
     out = []
-    for (split, model, classes, _), runs in sorted(groups.items()):
-        g = {"model": model, "split": split, "classes": classes, "n": len(runs),
+    for key, runs in sorted(groups.items()):
+        split, model, classes, _ = key
+        g = {"model": model, "split": split, "classes": classes, "options": options[key], "n": len(runs),
              "seeds": " ".join(str(_get(rep, "args", "seed", default="-")) for rep, _ in runs),
              "macs": next((r["macs"] for _, r in runs if r["macs"] is not None), None)}  # one architecture
         for c in SEED_STATS:
@@ -402,11 +420,11 @@ def seed_groups(loaded: list[tuple[Path, dict, dict]]) -> list[dict]:
 
 def seed_table(groups: list[dict]) -> str:
     """Markdown: mean ± std over seeds (n runs) of each experiment."""
-    head = ["model", "split", "classes", "n", "seeds"] + [c.header or c.key for c in SEED_STATS]
-    head[5] = "macro-F1"
+    head = ["model", "split", "classes", "options", "n", "seeds"] + [c.header or c.key for c in SEED_STATS]
+    head[6] = "macro-F1"
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     for g in groups:
-        cells = [g["model"], g["split"], g["classes"], str(g["n"]), g["seeds"]]
+        cells = [g["model"], g["split"], g["classes"], g["options"], str(g["n"]), g["seeds"]]
         cells += [("-" if g[f"{c.key}_mean"] is None else f"{g[f'{c.key}_mean']:.3f} ± {g[f'{c.key}_std']:.3f}")
                   for c in SEED_STATS]
         lines.append("| " + " | ".join(cells) + " |")
@@ -415,7 +433,7 @@ def seed_table(groups: list[dict]) -> str:
 
 def seed_csv(groups: list[dict]) -> str:
     buf = io.StringIO()
-    keys = ["model", "split", "classes", "n", "seeds"] + [f"{c.key}_{s}" for c in SEED_STATS for s in ("mean", "std")]
+    keys = ["model", "split", "classes", "options", "n", "seeds"] + [f"{c.key}_{s}" for c in SEED_STATS for s in ("mean", "std")]
     w = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n")
     w.writeheader()
     for g in groups:

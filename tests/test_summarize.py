@@ -286,6 +286,11 @@ def test_runs_that_differ_only_in_seed_become_one_mean_std_row(reports, tmp_path
     md = (tmp_path / "out" / "leaderboard_seeds.md").read_text()
     assert "| S F1 w/o 232 |" in md.splitlines()[0] and "| 0.140 ± 0.040 |" in md and "| - |" in md
     assert "0.700 ± 0.200" in md and any(f.name == "leaderboard_seeds.csv" for f in res["files"])
+    # rows of one model name say which options tell them apart (ensemble makes its own model name)
+    assert g["options"] == "ema_epochs=0.0, lr=" + str(rep["args"]["lr"])
+    assert sorted(x["options"] for x in groups if x["n"] == 1) == ["-", "ema_epochs=0.0, lr=1.0", "ema_epochs=1.0, lr="
+                                                                   + str(rep["args"]["lr"])]
+    assert "| options |" in md.splitlines()[0] and "| ema_epochs=1.0, lr=" in md
 
 
 def test_run_all_models_seeds_gives_a_run_per_model_and_seed_and_their_mean_std(mitbih_dir, tmp_path):
