@@ -22,9 +22,11 @@ from utils import NORMALIZERS, PreprocConfig
 
 def _preset(key: str) -> str:
     """'; interpatient: X' for each split preset that sets `key` (config.SPLIT_PRESETS)."""
-    shown = {True: "on", False: "off"}
-    return "".join(f"; {split}: {shown.get(v, v) if isinstance(v, bool) else v}"
-                   for split, preset in SPLIT_PRESETS.items() for k, v in preset.items() if k == key)
+    shown = lambda v: {True: "on", False: "off"}.get(v, v) if isinstance(v, bool) else v  # noqa: E731
+    text = lambda v: (", ".join(f"{shown(x)} for {m}" for m, x in v.items())  # noqa: E731
+                      if isinstance(v, dict) else shown(v))  # a per-model setting: {model: value}
+    return "".join(f"; {split}: {text(v)}" for split, preset in SPLIT_PRESETS.items()
+                   for k, v in preset.items() if k == key)
 
 
 def build_parser(suppress: bool = False) -> argparse.ArgumentParser:
@@ -79,7 +81,7 @@ def build_parser(suppress: bool = False) -> argparse.ArgumentParser:
         f"running median beat (previous {D['template_beats']} beats, causal), beat and template on the template's scale "
         "instead of --normalize (default: off" + _preset("template") + ")")
     add("--coord", action=argparse.BooleanOptionalAction, help="CoordConv time coordinates in the model's "
-        "stem (default: the model's config.py setting)")
+        "stem (default: the model's config.py setting" + _preset("coord") + ")")
     add("--seed", type=int, default=T["seed"], help=f"seed for splits, init and shuffling (default: {T['seed']})")
     add("--device", default=T["device"], choices=("cuda", "cpu"), help=f"device; cuda falls back to cpu when unavailable (default: {T['device']})")
     add("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
@@ -127,6 +129,8 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, set[str]]:
     for k, v in SPLIT_PRESETS.get(split, {}).items():
         if k not in given:
             setattr(args, k, v)
+    if isinstance(args.coord, dict):  # a preset's per-model setting; None: the model's config.py one
+        args.coord = args.coord.get(args.model)
     if args.class_weights == "none":
         args.class_weights = None
     for k in ("rr", "template"):  # BooleanOptionalAction: absent is None

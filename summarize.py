@@ -384,7 +384,7 @@ def _experiment(report: dict) -> str:
 
 def _options_told_apart(keys: list[tuple]) -> dict[tuple, str]:
     """For each group key (split, model, classes, experiment JSON): the options that tell it apart
-    from the other groups of the same model, split and classes ("lr=1.0, ema_epochs=1.0"), or "-"
+    from the other groups of the same model, split and classes ("ema_epochs=1.0, lr=1.0"), or "-"
     when it is the only one. Without it, two rows of one model would look the same."""
     out = {}
     for k in keys:

@@ -17,6 +17,7 @@ import options
 import report as report_mod
 import trainer
 from cli import UsageError
+from config import MODEL_CONFIGS
 from dataset import BeatTensors, make_splits
 from metrics import classification_metrics
 from utils import PreprocConfig, load_beats
@@ -260,6 +261,19 @@ def test_interpatient_preset_fills_the_flags_not_given():
         ("aami5", True, "sequence", True, 1.2, 0.5, None)
     assert options.parse_args(["--split", "interpatient", "--patient-balance", "0"])[0].patient_balance == 0.0
     assert options.parse_args([])[0].patient_balance == 0.0  # stratified: off
+
+
+@pytest.mark.parametrize("argv,coord", [
+    (["--split", "interpatient", "--model", "bircnn"], False),        # the preset turns it off for bircnn
+    (["--split", "interpatient", "--model", "ldcnn"], None),          # others: config.py's setting
+    (["--split", "interpatient", "--model", "bircnn", "--coord"], True),  # the command line wins
+    (["--model", "bircnn"], None),                                    # stratified: no preset
+])
+def test_interpatient_preset_sets_coordconv_per_model(argv, coord):
+    args = options.parse_args(argv)[0]
+    assert args.coord is coord
+    built = trainer.model_spec(args, options.preproc_from_args(args), 5)["model_config"]["coord"]
+    assert built is (MODEL_CONFIGS[args.model]["coord"] if coord is None else coord)
 
 
 def test_patient_balance_weights_hand_computed():
