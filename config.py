@@ -64,7 +64,7 @@ TRAIN_DEFAULTS = {
 # "coord" maps a model to its CoordConv setting under the preset; models not named keep their
 # config.py setting. bircnn trains without the time coordinates (DS1 cross-validation, seeds
 # 1337/1/2: mean pooled macro-F1 0.431 without, 0.422 with); liteecgnet, ldcnn, ecgnet, resnet and
-# se_ecgnet were measured the same way and keep them; deepecgnet was not measured.
+# se_ecgnet were measured inside DS1 too and keep them (docs/RESULTS.md); deepecgnet was not measured.
 SPLIT_PRESETS = {
     "interpatient": {"classes": "aami5", "rr": True, "rr_features": "sequence", "template": True,
                      "segment_sec": 1.2, "patient_balance": 0.5, "coord": {"bircnn": False}},
