@@ -87,19 +87,24 @@ def rr_context(rpeaks: np.ndarray, fs: int, long_sec: float = 300.0, local: int 
     return out.astype(np.float32)
 
 
-def _trailing_median(v: np.ndarray, lo: np.ndarray) -> np.ndarray:
-    """median(v[lo[i] .. i]) for every i (inclusive), lo[i] <= i. (n,) Each row of the padded
-    window view holds at least v[i], so _nanmedian_rows always has a finite value."""
+def _trailing_windows(v: np.ndarray, lo: np.ndarray) -> np.ndarray:
+    """Row i holds v[lo[i] .. i] right-aligned, NaN before it: (n, w), w the longest window.
+    lo[i] <= i, so every row holds at least v[i]. n = 0 gives (0, 0)."""
     n = len(v)
     if n == 0:
-        return np.zeros(0)
+        return np.zeros((0, 0))
     i = np.arange(n)
     w = int((i + 1 - lo).max())                        # longest window
     pad = np.concatenate([np.full(w - 1, np.nan), v])  # row i of the view ends at v[i]
     win = np.lib.stride_tricks.sliding_window_view(pad, w).copy()  # (n, w): v[i-w+1 .. i]
     first = i - w + 1                                  # index of each row's first column
     win[np.arange(w)[None, :] + first[:, None] < lo[:, None]] = np.nan  # before the window
-    return _nanmedian_rows(win)
+    return win
+
+
+def _trailing_median(v: np.ndarray, lo: np.ndarray) -> np.ndarray:
+    """median(v[lo[i] .. i]) for every i (inclusive), lo[i] <= i. (n,)"""
+    return _nanmedian_rows(_trailing_windows(v, lo))
 
 
 def rr_robust(rpeaks: np.ndarray, fs: int, long_sec: float = 300.0, local: int = 10,
@@ -155,8 +160,7 @@ def rr_sinus(rpeaks: np.ndarray, fs: int, long_sec: float = 300.0, mid: int = 32
     if n < 2:
         return np.concatenate([base, np.ones((n, 4), np.float32)], 1)
     pre, post = _intervals(rpeaks, fs, min_sec)        # (n,) seconds, > 0
-    lo_long, _ = _window_starts(rpeaks, fs, long_sec, mid)
-    lo_mid = np.maximum(0, np.arange(n) + 1 - mid)
+    lo_long, lo_mid = _window_starts(rpeaks, fs, long_sec, mid)
     q_long, q_mid = _trailing_quantile(pre, lo_long, q), _trailing_quantile(pre, lo_mid, q)
     extra = np.stack([pre / q_long, post / q_long, pre / q_mid, post / q_mid], 1)
     return np.concatenate([base, extra.astype(np.float32)], 1)
@@ -164,12 +168,8 @@ def rr_sinus(rpeaks: np.ndarray, fs: int, long_sec: float = 300.0, mid: int = 32
 
 def _trailing_quantile(v: np.ndarray, lo: np.ndarray, q: float) -> np.ndarray:
     """The q quantile (linear interpolation, numpy's default) of v[lo[i] .. i] for every i. (n,)"""
-    n = len(v)
-    i = np.arange(n)
-    w = int((i + 1 - lo).max())
-    pad = np.concatenate([np.full(w - 1, np.nan), v])
-    win = np.lib.stride_tricks.sliding_window_view(pad, w).copy()  # (n, w): v[i-w+1 .. i]
-    win[np.arange(w)[None, :] + (i - w + 1)[:, None] < lo[:, None]] = np.nan
+    win = _trailing_windows(v, lo)                     # (n, w)
+    i = np.arange(len(v))
     s = np.sort(win, axis=1)                           # NaN last: the c finite values come first
     pos = q * (np.sum(~np.isnan(win), axis=1) - 1)     # (n,) position among them
     a, b = np.floor(pos).astype(int), np.ceil(pos).astype(int)

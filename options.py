@@ -127,10 +127,8 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, set[str]]:
     given = set(vars(build_parser(suppress=True).parse_args(argv)))
     split = "random" if args.no_stratified else args.split
     for k, v in SPLIT_PRESETS.get(split, {}).items():
-        if k not in given:
-            setattr(args, k, v)
-    if isinstance(args.coord, dict):  # a preset's per-model setting; None: the model's config.py one
-        args.coord = args.coord.get(args.model)
+        if k not in given:  # a {model: value} setting applies to the models it names only
+            setattr(args, k, v.get(args.model, getattr(args, k)) if isinstance(v, dict) else v)
     if args.class_weights == "none":
         args.class_weights = None
     for k in ("rr", "template"):  # BooleanOptionalAction: absent is None

@@ -386,10 +386,10 @@ def _options_told_apart(keys: list[tuple]) -> dict[tuple, str]:
     """For each group key (split, model, classes, experiment JSON): the options that tell it apart
     from the other groups of the same model, split and classes ("ema_epochs=1.0, lr=1.0"), or "-"
     when it is the only one. Without it, two rows of one model would look the same."""
+    parsed = {k: json.loads(k[3]) for k in keys}
     out = {}
-    for k in keys:
-        args = json.loads(k[3])
-        others = [json.loads(o[3]) for o in keys if o[:3] == k[:3] and o != k]
+    for k, args in parsed.items():
+        others = [o_args for o, o_args in parsed.items() if o[:3] == k[:3] and o != k]
         differ = sorted({a for o in others for a in set(o) | set(args) if o.get(a) != args.get(a)})
         out[k] = ", ".join(f"{a}={args.get(a)}" for a in differ) or "-"
     return out
