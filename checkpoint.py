@@ -48,6 +48,7 @@ class Checkpoint:
     rr_norm: bool = False                         # models.ModelIO (absent before: False)
     rr_hidden: int = 0                            # models.ModelIO (absent before: 0)
     feature_drop: float = 0.0                     # models.ModelIO (absent before: 0)
+    template_mode: str = "channel"                # models.ModelIO (absent before: "channel")
     members: int = 1                              # > 1: a models.Ensemble of that many (absent before: 1)
     kind: str = FINAL
     state_dict: dict | None = None
@@ -112,7 +113,8 @@ class Checkpoint:
         """A freshly initialised model of this checkpoint's architecture and inputs."""
         return create_model(self.model_name, num_classes=self.num_classes, rr_dim=self.rr_dim,
                             fs=self.preproc.fs, in_channels=self.in_channels, rr_norm=self.rr_norm,
-                            rr_hidden=self.rr_hidden, feature_drop=self.feature_drop, members=self.members,
+                            rr_hidden=self.rr_hidden, feature_drop=self.feature_drop,
+                            template_mode=self.template_mode, members=self.members,
                             **self.model_config)
 
     def build_model(self, device: str | torch.device = "cpu", path: str | os.PathLike = "checkpoint") -> nn.Module:

@@ -40,6 +40,7 @@ TRAIN_DEFAULTS = {
     "focal_gamma": 2.0,
     "rr_hidden": 0,         # per-beat feature branch of the head (models.ModelIO)
     "feature_drop": 0.0,    # modality dropout of the waveform features (models.ModelIO)
+    "template_mode": "channel",  # how the template reaches the model (models.ModelIO)
     "ema_epochs": 0.0,      # > 0: keep a moving average of the weights over ~this many epochs (engine.WeightAverage)
     "ensemble": 1,          # models averaged (trainer.py --ensemble; models.Ensemble)
     "patient_balance": 0.0,  # > 0: within a class, a beat weighs n_(record, class) ** -p (engine.patient_balance_weights)

@@ -16,7 +16,7 @@ from beats import RR_FEATURES
 from config import DATA_DEFAULTS, SPLIT_PRESETS, TRAIN_DEFAULTS
 from dataset import SPLIT_MODES
 from engine import CLASS_WEIGHTINGS
-from models import MODEL_NAMES
+from models import MODEL_NAMES, TEMPLATE_MODES
 from utils import NORMALIZERS, PreprocConfig
 
 
@@ -80,6 +80,11 @@ def build_parser(suppress: bool = False) -> argparse.ArgumentParser:
     add("--template", action=argparse.BooleanOptionalAction, help="give the model a 2nd channel: the record's "
         f"running median beat (previous {D['template_beats']} beats, causal), beat and template on the template's scale "
         "instead of --normalize (default: off" + _preset("template") + ")")
+    add("--template-mode", choices=TEMPLATE_MODES, default=T["template_mode"], help="how the model sees the "
+        "template: 'channel' = as the stem's 2nd input channel; 'difference' = one feature extractor runs on beat "
+        "and template and the head gets the difference of their features, so morphology counts only relative to "
+        "the patient's usual beat (twice the extractor's MACs; needs --template) (default: "
+        f"{T['template_mode']}" + _preset("template_mode") + ")")
     add("--coord", action=argparse.BooleanOptionalAction, help="CoordConv time coordinates in the model's "
         "stem (default: the model's config.py setting" + _preset("coord") + ")")
     add("--seed", type=int, default=T["seed"], help=f"seed for splits, init and shuffling (default: {T['seed']})")
@@ -161,6 +166,8 @@ def check_args(args: argparse.Namespace) -> None:
     if (args.rr_hidden or args.feature_drop) and not (args.rr and args.rr_features != "local"):
         raise UsageError("--rr-hidden and --feature-drop act on standardised per-beat features: use them with "
                          f"--rr --rr-features {' | '.join(s for s in RR_FEATURES if s != 'local')}")
+    if args.template_mode != "channel" and not args.template:
+        raise UsageError(f"--template-mode {args.template_mode} needs the template: add --template")
     if not 0 <= args.patient_balance <= 1:
         raise UsageError(f"--patient-balance must be a number in [0, 1], got {args.patient_balance}")
     if not 0 <= args.ema_epochs < math.inf:

@@ -51,7 +51,12 @@ class ModelIO:
     feature_drop  training only: with this probability a beat's pooled waveform features are
                   zeroed (the rest scaled by 1 / (1 - p)), so the head must also classify from
                   the per-beat features alone: a modality dropout against morphology the training
-                  patients share but new patients may not."""
+                  patients share but new patients may not.
+    template_mode "channel": the template is a 2nd input channel of the stem. "difference" (needs
+                  in_channels 2): one 1-channel feature extractor runs on the beat and on the
+                  template (shared weights) and the head gets f(beat) - f(template), so waveform
+                  reaches the head only relative to the patient's usual beat (an atrial premature
+                  beat keeps the usual QRS, a ventricular one does not). Twice the extractor's MACs."""
     num_classes: int
     rr_dim: int = 0
     fs: float = 360.0
@@ -59,6 +64,10 @@ class ModelIO:
     rr_norm: bool = False
     rr_hidden: int = 0
     feature_drop: float = 0.0
+    template_mode: str = "channel"
+
+
+TEMPLATE_MODES = ("channel", "difference")
 
 
 class BeatClassifier(nn.Module):
@@ -72,9 +81,13 @@ class BeatClassifier(nn.Module):
             raise ValueError(f"rr_dim must be >= 0, got {io.rr_dim}")
         if io.in_channels < 1:
             raise ValueError(f"in_channels must be >= 1, got {io.in_channels}")
+        if io.template_mode not in TEMPLATE_MODES or (io.template_mode == "difference" and io.in_channels != 2):
+            raise ValueError(f"template_mode must be one of {', '.join(TEMPLATE_MODES)} ('difference' needs "
+                             f"in_channels 2), got {io.template_mode!r} with in_channels {io.in_channels}")
         self.io = io
         self.num_classes, self.rr_dim, self.feature_dim = io.num_classes, io.rr_dim, feature_dim
         self.in_channels, self.rr_norm = io.in_channels, io.rr_norm
+        self.difference = io.template_mode == "difference"
         if io.rr_hidden and not (io.rr_dim and io.rr_norm):
             raise ValueError("rr_hidden needs standardised per-beat features (rr_dim > 0, rr_norm)")
         if not 0 <= io.feature_drop < 1 or (io.feature_drop and not io.rr_dim):
@@ -93,7 +106,7 @@ class BeatClassifier(nn.Module):
 
     def patch_stem(self, channels: int, stride: int, kernel: int, coord: bool) -> "PatchStem":
         """The input stem for this model's inputs (channels, sampling rate)."""
-        return PatchStem(channels, stride, kernel, coord, self.io.fs, self.in_channels)
+        return PatchStem(channels, stride, kernel, coord, self.io.fs, 1 if self.difference else self.in_channels)
 
     @torch.no_grad()
     def set_rr_stats(self, rr: torch.Tensor) -> None:
@@ -111,7 +124,12 @@ class BeatClassifier(nn.Module):
         """(B, C, T) beat windows [+ (B, rr_dim) per-beat features] -> (B, num_classes) logits."""
         if x.dim() != 3 or x.shape[1] != self.in_channels:
             raise ValueError(f"expected input of shape (B, {self.in_channels}, T), got {tuple(x.shape)}")
-        f = self.forward_features(x)  # (B, D)
+        if self.difference:  # beat and template through the same extractor in one batch
+            b = x.shape[0]
+            f2 = self.forward_features(torch.cat([x[:, :1], x[:, 1:]], 0))  # (2B, D)
+            f = f2[:b] - f2[b:]  # (B, D): morphology relative to the patient's usual beat
+        else:
+            f = self.forward_features(x)  # (B, D)
         drop = self.training and self.dropout > 0  # (F.dropout costs a call even when off)
         if self.rr_dim:
             if rr is None or rr.shape != (x.shape[0], self.rr_dim):
