@@ -22,14 +22,16 @@ pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.*deprecated:Deprecati
 
 
 def make_checkpoint(path: Path, model_name: str = "liteecgnet", rr_dim: int = 0, kind: str = "final",
-                    cfg: PreprocConfig = PreprocConfig(), members: int = 1) -> torch.nn.Module:
+                    cfg: PreprocConfig = PreprocConfig(), members: int = 1,
+                    template_mode: str = "channel") -> torch.nn.Module:
     """A final checkpoint as trainer.py writes it, of an untrained model (no data needed)."""
     torch.manual_seed(0)
     rr_norm = cfg.rr_features != "local" and rr_dim > 0
-    model = create_model(model_name, rr_dim=rr_dim, in_channels=cfg.channels, rr_norm=rr_norm, members=members)
+    model = create_model(model_name, rr_dim=rr_dim, in_channels=cfg.channels, rr_norm=rr_norm, members=members,
+                         template_mode=template_mode)
     torch.save({"format": CKPT_FORMAT, "version": CKPT_VERSION, "kind": kind, "model_name": model_name,
                 "model_config": {}, "num_classes": 4, "rr_dim": rr_dim, "in_channels": cfg.channels,
-                "rr_norm": rr_norm, "members": members,
+                "rr_norm": rr_norm, "members": members, "template_mode": template_mode,
                 "class_names": ["N", "SVEB", "VEB", "Other"], "preprocessing": cfg.to_dict(),
                 "state_dict": model.state_dict()}, path)
     return model.eval()
@@ -116,12 +118,14 @@ def test_template_model_exports_with_its_input_contract(tmp_path):
 # ONNX
 # ----------------------------------------------------------------------------------------------
 
+@pytest.mark.parametrize("template_mode", ["channel", "difference"])
 @pytest.mark.parametrize("model_name", MODEL_NAMES)
-def test_every_model_exports_to_onnx_with_a_dynamic_batch(tmp_path, model_name):
-    """All seven: the default export is ONNX; onnxruntime gives the eager logits at batch 1 and 5."""
+def test_every_model_exports_to_onnx_with_a_dynamic_batch(tmp_path, model_name, template_mode):
+    """All seven, with either use of the template: the default export is ONNX; onnxruntime gives
+    the eager logits at batch 1 and 5."""
     from deploy import OnnxModel
     cfg = PreprocConfig(segment_sec=1.2, template=True, rr_features="patient")
-    model = make_checkpoint(tmp_path / "m.pt", model_name, 8, cfg=cfg)
+    model = make_checkpoint(tmp_path / "m.pt", model_name, 8, cfg=cfg, template_mode=template_mode)
     lines = []
     out = export.export(str(tmp_path / "m.pt"), runs=0, log=lines.append)
     assert out == tmp_path / "m.onnx" and "random beats" in lines[0]

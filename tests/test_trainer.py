@@ -162,6 +162,8 @@ def test_resume_after_interrupt_ends_like_uninterrupted(mitbih_dir, tmp_path, ex
     (["--ensemble", "0"], "--ensemble must be >= 1"),
     (["--patient-balance", "-0.5"], "--patient-balance must be a number in [0, 1]"),
     (["--patient-balance", "nan"], "--patient-balance must be a number in [0, 1]"),
+    (["--template-mode", "difference"], "--template-mode difference needs the template"),
+    (["--template-mode", "sum"], "invalid choice: 'sum'"),
     (["--ensemble", "2", "--split", "interpatient", "--cv", "2", "--cv-offsets"], "does not combine with --ensemble"),
 ])
 def test_bad_arguments(mitbih_dir, tmp_path, capsys, extra, match):
@@ -274,6 +276,23 @@ def test_interpatient_preset_sets_coordconv_per_model(argv, coord):
     assert args.coord is coord
     built = trainer.model_spec(args, options.preproc_from_args(args), 5)["model_config"]["coord"]
     assert built is (MODEL_CONFIGS[args.model]["coord"] if coord is None else coord)
+
+
+def test_template_difference_trains_and_the_checkpoint_rebuilds_it(mitbih_dir, tmp_path):
+    """--template-mode difference: recorded in the checkpoint, rebuilt from it alone, and
+    evaluate.py reproduces the run's test predictions."""
+    out = tmp_path / "run"
+    assert trainer.main(base_args(mitbih_dir, out, "--template", "--template-mode", "difference")) == 0
+    (ckpt,), (rep,) = outputs(out)
+    report = json.loads(rep.read_text())
+    model, c = checkpoint.load_model(ckpt)
+    assert c.template_mode == "difference" and c.in_channels == 2 and model.difference
+    assert model.stem.in_channels == 1 and report["args"]["template_mode"] == "difference"
+    r = subprocess.run([sys.executable, str(ROOT / "evaluate.py"), str(ckpt), "--out-dir", str(tmp_path / "ev"),
+                        "--quiet", "--device", "cpu"], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert r.returncode == 0, r.stderr
+    (again,) = (tmp_path / "ev").glob("eval_report_*.json")
+    assert json.loads(again.read_text())["test"]["predictions_sha256"] == report["test"]["predictions_sha256"]
 
 
 def test_patient_balance_weights_hand_computed():
