@@ -189,7 +189,7 @@ def model_spec(args: argparse.Namespace, cfg, num_classes: int) -> dict:
     return dict(num_classes=num_classes, rr_dim=cfg.rr_dim if args.rr else 0, fs=cfg.fs,
                 in_channels=cfg.channels, rr_norm=rr_norm, rr_hidden=args.rr_hidden if rr_norm else 0,
                 feature_drop=args.feature_drop if rr_norm else 0.0,
-                template_mode=args.template_mode if cfg.channels == 2 else "channel",
+                template_mode=args.template_mode,  # options.check_args: "difference" needs --template
                 model_config={**MODEL_CONFIGS[args.model], **overrides})
 
 
