@@ -64,8 +64,9 @@ TRAIN_DEFAULTS = {
 # before; `--no-template --rr-features local --segment-sec 2 --class-weights sqrt` the earlier inputs.
 # "coord" maps a model to its CoordConv setting under the preset; models not named keep their
 # config.py setting. bircnn trains without the time coordinates (DS1 cross-validation, seeds
-# 1337/1/2: mean pooled macro-F1 0.431 without, 0.422 with); liteecgnet, ldcnn, ecgnet, resnet and
-# se_ecgnet were measured inside DS1 too and keep them (docs/RESULTS.md); deepecgnet was not measured.
+# 1337/1/2: mean pooled macro-F1 0.431 without, 0.422 with); liteecgnet, ldcnn, ecgnet, resnet,
+# se_ecgnet and deepecgnet (0.427 with, 0.413 without) were measured inside DS1 too and keep them
+# (docs/RESULTS.md).
 SPLIT_PRESETS = {
     "interpatient": {"classes": "aami5", "rr": True, "rr_features": "sequence", "template": True,
                      "segment_sec": 1.2, "patient_balance": 0.5, "coord": {"bircnn": False}},
