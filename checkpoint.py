@@ -21,7 +21,7 @@ import torch
 import torch.nn as nn
 
 from cli import UsageError
-from models import create_model
+from models import ModelIO, create_model
 from utils import PreprocConfig, atomic_write
 
 CKPT_FORMAT, CKPT_VERSION = "liteecg-checkpoint", 1
@@ -111,11 +111,9 @@ class Checkpoint:
 
     def new_model(self) -> nn.Module:
         """A freshly initialised model of this checkpoint's architecture and inputs."""
-        return create_model(self.model_name, num_classes=self.num_classes, rr_dim=self.rr_dim,
-                            fs=self.preproc.fs, in_channels=self.in_channels, rr_norm=self.rr_norm,
-                            rr_hidden=self.rr_hidden, feature_drop=self.feature_drop,
-                            template_mode=self.template_mode, members=self.members,
-                            **self.model_config)
+        # every models.ModelIO field is a field of this checkpoint of the same name, except fs
+        io = {f.name: getattr(self, f.name) for f in dataclasses.fields(ModelIO) if f.name != "fs"}
+        return create_model(self.model_name, **io, fs=self.preproc.fs, members=self.members, **self.model_config)
 
     def build_model(self, device: str | torch.device = "cpu", path: str | os.PathLike = "checkpoint") -> nn.Module:
         """The final checkpoint's model with its weights, in eval mode on `device`."""

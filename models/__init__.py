@@ -53,7 +53,8 @@ def create_model(name: str, num_classes: int = len(CLASS_NAMES[DATA_DEFAULTS["cl
     arguments describe its inputs and outputs (models.common.ModelIO: `fs` scales the CoordConv
     time coordinates to seconds, `in_channels` 2 adds the template channel, `rr_norm`
     standardises the per-beat features inside the model, `rr_hidden` and `feature_drop` shape
-    how the head uses them, `template_mode` how the template channel is used). `members` > 1: an Ensemble of that many, each freshly initialised."""
+    how the head uses them, `template_mode` how the template channel is used). `members` > 1: an
+    Ensemble of that many, each freshly initialised."""
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; valid names: {', '.join(MODEL_NAMES)}")
     cls = MODELS[name]
