@@ -208,12 +208,35 @@ def augment(x: torch.Tensor, fs: int, generator: torch.Generator,
     return beat if c == 1 else torch.cat([beat, x[:, 1:] * scale], 1)
 
 
+def swap_templates(x: torch.Tensor, p: float, generator: torch.Generator) -> torch.Tensor:
+    """Move each row of a batch (B, 2, T) of (beat, template) pairs, with probability p, onto the
+    template of a random row of the batch: beat' = beat - template + template', the other row's
+    template becoming its own. Why: a beat's class shows in how it differs from its patient's usual
+    beat (an atrial premature beat keeps it, a ventricular one does not), while the usual beat
+    itself differs between patients; moving the difference onto other patients' usual beats keeps
+    a net from tying a class to the few training patients that have it. Both channels are on the
+    template's scale (features.relative_scale), so the sum needs no rescaling. Seeded; rows not
+    moved are returned unchanged, bit for bit. The draws are made for the whole batch (a
+    distributed run swaps the whole batch, then takes its shard)."""
+    if x.ndim != 3 or x.shape[1] != 2:
+        raise ValueError(f"swap_templates needs (B, 2, T) beat and template windows, got {tuple(x.shape)}")
+    b = len(x)
+    move = (torch.rand(b, generator=generator) < p).to(x.device)[:, None]  # (B, 1)
+    other = torch.randperm(b, generator=generator).to(x.device)
+    beat, tm = x[:, 0], x[:, 1]                                              # (B, T) each
+    new_tm = torch.where(move, tm[other], tm)
+    beat = torch.where(move, beat - tm + new_tm, beat)
+    return torch.stack([beat, new_tm], 1)                                    # (B, 2, T)
+
+
 def train_one_epoch(model, part: BeatTensors, opt, sched, loss_fn: Loss, batch_size: int, use_rr: bool,
                     generator: torch.Generator, bar_desc: str, quiet: bool,
                     augment_fs: int | None = None, world=None,
-                    average: WeightAverage | None = None) -> tuple[float, np.ndarray]:
+                    average: WeightAverage | None = None,
+                    template_swap: float = 0.0) -> tuple[float, np.ndarray]:
     """One pass over the training part -> (mean loss, predictions in visiting order + labels).
-    `average`: updated after every optimiser step.
+    `average`: updated after every optimiser step. `template_swap` > 0: swap_templates with that
+    probability before any augmentation.
 
     `world` (distributed.World of a distributed run): `model` is the DDP-wrapped one, and this
     process trains on its shard of every batch with its share of the batch's mean loss (see
@@ -235,7 +258,9 @@ def train_one_epoch(model, part: BeatTensors, opt, sched, loss_fn: Loss, batch_s
             lo, hi = world.shard(n)
             if lo == hi:  # fewer rows than processes: a copied row with weight 0 keeps this one in step
                 lo, hi, keep = 0, 1, False
-        x, rr, y = part.x[i[lo:hi]], part.rr[i[lo:hi]], part.y[i[lo:hi]]
+        rr, y = part.rr[i[lo:hi]], part.y[i[lo:hi]]
+        # --template-swap pairs rows of the whole batch, so a shard swaps it all and keeps its rows
+        x = swap_templates(part.x[i], template_swap, generator)[lo:hi] if template_swap else part.x[i[lo:hi]]
         batch_w = None if part.w is None else part.w[i]  # --patient-balance: the whole batch's beat weights
         w = None if batch_w is None else batch_w[lo:hi]
         if augment_fs:

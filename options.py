@@ -62,6 +62,11 @@ def build_parser(suppress: bool = False) -> argparse.ArgumentParser:
     add("--ensemble", type=int, default=T["ensemble"], metavar="K", help="train K models from seeds "
         "--seed, --seed + 10007, ... one after the other and average their class probabilities; the checkpoint "
         f"holds all K (default: {T['ensemble']})")
+    add("--template-swap", type=float, default=T["template_swap"], metavar="P", help="train time, with "
+        "--template: move each training beat with probability P onto another patient's usual beat (beat - its "
+        "template + the template of a random other beat of the batch, which becomes its template): the beat's "
+        "deviation from its patient's normal beat is kept, the patient's own morphology is not; 0 = off "
+        f"(default: {T['template_swap']}" + _preset("template_swap") + ")")
     add("--augment", action="store_true", help="train-time R-peak jitter, amplitude scaling, baseline wander and noise (default: off)")
     add("--rr", action=argparse.BooleanOptionalAction, help="feed the per-beat RR features (--rr-features) "
         "to the model (default: off" + _preset("rr") + ")")
@@ -168,6 +173,10 @@ def check_args(args: argparse.Namespace) -> None:
                          f"--rr --rr-features {' | '.join(s for s in RR_FEATURES if s != 'local')}")
     if args.template_mode != "channel" and not args.template:
         raise UsageError(f"--template-mode {args.template_mode} needs the template: add --template")
+    if not 0 <= args.template_swap <= 1:
+        raise UsageError(f"--template-swap must be a number in [0, 1], got {args.template_swap}")
+    if args.template_swap and not args.template:
+        raise UsageError("--template-swap moves beats between templates: add --template")
     if not 0 <= args.patient_balance <= 1:
         raise UsageError(f"--patient-balance must be a number in [0, 1], got {args.patient_balance}")
     if not 0 <= args.ema_epochs < math.inf:

@@ -56,6 +56,7 @@ class FitOptions:
     patient_balance: float      # > 0: per-beat weights evening out patients within a class
     augment_fs: int | None      # sampling rate when augmenting, else None
     quiet: bool
+    template_swap: float = 0.0  # > 0: share of training beats moved onto another beat's template (engine.swap_templates)
     ema_epochs: float = 0.0     # > 0: evaluate and keep a moving average of the weights (engine.WeightAverage)
     stop_epoch: int | None = None  # stop after this epoch of the `epochs`-long schedule (--cv's final fit)
 
@@ -66,7 +67,7 @@ class FitOptions:
                    focal=args.focal, focal_gamma=args.focal_gamma, class_weights=args.class_weights,
                    patient_balance=args.patient_balance,
                    augment_fs=args.fs if args.augment else None, quiet=args.quiet,
-                   ema_epochs=args.ema_epochs)
+                   ema_epochs=args.ema_epochs, template_swap=args.template_swap)
 
 
 def new_state() -> dict:
@@ -130,7 +131,8 @@ def fit(model, tr: BeatTensors, va: BeatTensors | None, class_names: list[str], 
             world.seed_dropout(opts.seed, epoch)
             tr_loss, (tp, ty) = train_one_epoch(net, tr, opt, sched, loss_fn, opts.batch_size, use_rr,
                                                 gen, f"epoch {epoch}/{opts.epochs}", opts.quiet,
-                                                augment_fs=opts.augment_fs, world=world, average=average)
+                                                augment_fs=opts.augment_fs, world=world, average=average,
+                                                template_swap=opts.template_swap)
             t_train = time.perf_counter() - t0
             early_stop = False
             if world.is_main:  # rank 0 validates, keeps the state and prints; the others await its decision
