@@ -116,7 +116,7 @@ def _worker() -> int:
                                    g.standard_normal((37, 64)).astype(np.float32),
                                    g.standard_normal((37, 3)).astype(np.float32), y)
     with world:
-        for focal, augment in ((False, True), (True, False)):
+        for focal, augment, swap in ((False, True, 0.0), (True, False, 0.0), (False, True, 0.5)):
             loss = engine.make_loss(focal, 2.0, engine.class_weights(y, 4, "inverse"))
             out = []
             for w in (None, world):  # one process (no collectives), then both together
@@ -129,7 +129,7 @@ def _worker() -> int:
                 mean, (pred, lab) = engine.train_one_epoch(net, part, opt, sched, loss, 9, True,
                                                            torch.Generator().manual_seed(1), "t", True,
                                                            augment_fs=360 if augment else None, world=w,
-                                                           average=avg)
+                                                           average=avg, template_swap=swap)
                 cm = np.zeros((4, 4), int)
                 np.add.at(cm, (lab, pred), 1)
                 out.append((mean, cm, torch.cat([p.detach().flatten() for m in (model, avg.model)
@@ -137,7 +137,7 @@ def _worker() -> int:
             (m1, cm1, p1), (m2, cm2, p2) = out
             diff = (p1 - p2).abs().max().item()
             if world.is_main:
-                print(f"focal={focal} augment={augment}: max |weight difference| {diff:.2e}, "
+                print(f"focal={focal} augment={augment} swap={swap}: max |weight difference| {diff:.2e}, "
                       f"loss {m1:.8f} / {m2:.8f}", flush=True)
             assert diff < 1e-6 and abs(m1 - m2) < 1e-6 * abs(m1) and (cm1 == cm2).all(), (diff, m1, m2)
     return 0
@@ -145,11 +145,11 @@ def _worker() -> int:
 
 def test_ddp_step_equals_one_process_step():
     """Sharding, the loss shares, the weight-0 row of an empty shard (the last batch holds one
-    beat), the shared augmentation draws and the gathered predictions: an epoch over 2 gloo
+    beat), the shared augmentation and --template-swap draws and the gathered predictions: an epoch over 2 gloo
     processes moves the weights, and their moving average, as one process does, to float rounding."""
     r = subprocess.run([*TORCHRUN, str(Path(__file__))], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert r.stdout.count("max |weight difference|") == 2, r.stdout
+    assert r.stdout.count("max |weight difference|") == 3, r.stdout
 
 
 def _args(mitbih_dir, out: Path, *extra) -> list[str]:

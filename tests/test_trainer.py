@@ -164,6 +164,9 @@ def test_resume_after_interrupt_ends_like_uninterrupted(mitbih_dir, tmp_path, ex
     (["--patient-balance", "nan"], "--patient-balance must be a number in [0, 1]"),
     (["--template-mode", "difference"], "--template-mode difference needs the template"),
     (["--template-mode", "sum"], "invalid choice: 'sum'"),
+    (["--template-swap", "0.5"], "--template-swap moves beats between templates: add --template"),
+    (["--template", "--template-swap", "1.5"], "--template-swap must be a number in [0, 1]"),
+    (["--template", "--template-swap", "nan"], "--template-swap must be a number in [0, 1]"),
     (["--ensemble", "2", "--split", "interpatient", "--cv", "2", "--cv-offsets"], "does not combine with --ensemble"),
 ])
 def test_bad_arguments(mitbih_dir, tmp_path, capsys, extra, match):
@@ -534,6 +537,40 @@ def test_augment_keeps_the_template_channel_aligned_and_clean():
     ratio = a[:, 1] / x[:, 1]  # the template: one amplitude factor per beat, no shift, no noise
     assert torch.allclose(ratio, ratio[:, :1].expand_as(ratio), rtol=1e-4)
     assert ((ratio[:, 0] >= 0.8 - 1e-6) & (ratio[:, 0] <= 1.2 + 1e-6)).all()
+
+
+def test_swap_templates_keeps_each_beats_difference_from_its_template():
+    """engine.swap_templates: with p = 1 every row gets another row's template (a permutation of
+    the batch's templates) and keeps beat - template; with p = 0 nothing moves, bit for bit;
+    seeded; only (B, 2, T) accepted."""
+    x = torch.randn(32, 2, 100)
+    y = engine.swap_templates(x, 1.0, torch.Generator().manual_seed(7))
+    assert y.shape == x.shape
+    assert torch.allclose(y[:, 0] - y[:, 1], x[:, 0] - x[:, 1], atol=1e-5)
+    src = [[j for j in range(32) if torch.equal(y[i, 1], x[j, 1])] for i in range(32)]
+    assert all(len(s) == 1 for s in src) and sorted(s[0] for s in src) == list(range(32))  # a permutation
+    assert sum(s[0] != i for i, s in enumerate(src)) > 16  # most rows moved to another beat's template
+    assert torch.equal(engine.swap_templates(x, 0.0, torch.Generator().manual_seed(7)), x)
+    half = engine.swap_templates(x, 0.5, torch.Generator().manual_seed(7))
+    assert torch.equal(half, engine.swap_templates(x, 0.5, torch.Generator().manual_seed(7)))
+    kept = (half == x).flatten(1).all(1)  # rows not drawn: untouched; the drawn ones keep their difference
+    assert 4 < int(kept.sum()) < 28
+    assert torch.allclose(half[:, 0] - half[:, 1], x[:, 0] - x[:, 1], atol=1e-5)
+    with pytest.raises(ValueError, match="beat and template"):
+        engine.swap_templates(x[:, :1], 0.5, torch.Generator())
+
+
+def test_template_swap_trains_and_is_recorded(mitbih_dir, tmp_path):
+    """--template-swap reaches the training batches (the first epoch's loss moves) and is
+    recorded in the report; the model and checkpoint are those of a plain --template run."""
+    runs = {}
+    for name, extra in (("plain", []), ("swapped", ["--template-swap", "0.5"])):
+        assert trainer.main(base_args(mitbih_dir, tmp_path / name, "--template", *extra)) == 0
+        (ckpt,), (rep,) = outputs(tmp_path / name)
+        runs[name] = json.loads(rep.read_text())
+        assert checkpoint.load_model(ckpt)[1].in_channels == 2
+    assert runs["plain"]["args"]["template_swap"] == 0.0 and runs["swapped"]["args"]["template_swap"] == 0.5
+    assert runs["plain"]["history"][0]["train_loss"] != runs["swapped"]["history"][0]["train_loss"]
 
 
 def test_weight_average_is_the_hand_computed_moving_average():
