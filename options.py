@@ -146,6 +146,8 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, set[str]]:
             setattr(args, k, DATA_DEFAULTS.get(k, False))
     if args.rr_features is None:
         args.rr_features = DATA_DEFAULTS["rr_features"]
+    if not args.template and "template_swap" not in given:  # a preset's swap goes with its template
+        args.template_swap = 0.0
     return args, given
 
 

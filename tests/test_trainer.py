@@ -262,8 +262,12 @@ def test_class_weights_sqrt_and_cli_modes():
 
 def test_interpatient_preset_fills_the_flags_not_given():
     a = options.parse_args(["--split", "interpatient"])[0]
-    assert (a.classes, a.rr, a.rr_features, a.template, a.segment_sec, a.patient_balance, a.class_weights) == \
-        ("aami5", True, "sequence", True, 1.2, 0.5, None)
+    assert (a.classes, a.rr, a.rr_features, a.template, a.segment_sec, a.patient_balance, a.class_weights,
+            a.template_swap) == ("aami5", True, "sequence", True, 1.2, 0.5, None, 0.5)
+    # the preset's swap goes with its template: --no-template turns both off; a swap given stays
+    assert options.parse_args(["--split", "interpatient", "--no-template"])[0].template_swap == 0.0
+    assert options.parse_args(["--split", "interpatient", "--template-swap", "0"])[0].template_swap == 0.0
+    assert options.parse_args([])[0].template_swap == 0.0
     assert options.parse_args(["--split", "interpatient", "--patient-balance", "0"])[0].patient_balance == 0.0
     assert options.parse_args([])[0].patient_balance == 0.0  # stratified: off
 
