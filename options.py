@@ -248,8 +248,10 @@ def adopt_checkpoint_args(args, given: set[str], saved: dict, what: str) -> argp
                              f"--{flag} {getattr(args, flag)} was given")
     # flags given now win; everything else (root, split, seed, ...) is what the run used
     keep = given | {"resume", "eval_only"}
-    # (options newer than the checkpoint keep their defaults)
-    merged = {**vars(args), **{k: v for k, v in saved.items() if k in vars(args)},
+    # options newer than the checkpoint take their config.py default, not a split preset's: the run
+    # that wrote it did not use them (a resumed pre---template-swap run goes on without swaps)
+    newer = {k: TRAIN_DEFAULTS[k] for k in vars(args) if k in TRAIN_DEFAULTS and k not in saved}
+    merged = {**vars(args), **newer, **{k: v for k, v in saved.items() if k in vars(args)},
               **{k: getattr(args, k) for k in keep if hasattr(args, k)}}
     if isinstance(merged.get("class_weights"), bool):  # checkpoints from before the modes: a flag
         merged["class_weights"] = "inverse" if merged["class_weights"] else None

@@ -268,6 +268,15 @@ def test_interpatient_preset_fills_the_flags_not_given():
     assert options.parse_args(["--split", "interpatient", "--no-template"])[0].template_swap == 0.0
     assert options.parse_args(["--split", "interpatient", "--template-swap", "0"])[0].template_swap == 0.0
     assert options.parse_args([])[0].template_swap == 0.0
+    # a checkpoint from before an option existed gets the option's default, not the preset's (its
+    # run did not use it), unless it is given now
+    args, given = options.parse_args(["--split", "interpatient"])
+    old = {k: v for k, v in vars(args).items() if k not in ("template_swap", "patient_balance")}
+    merged = options.adopt_checkpoint_args(args, given, {**old, "template": False}, "old.pt")
+    assert (merged.template_swap, merged.patient_balance, merged.template) == (0.0, 0.0, False)
+    options.check_args(merged)  # a consistent run: no swap asked of a run without templates
+    args, given = options.parse_args(["--split", "interpatient", "--template-swap", "0.25"])
+    assert options.adopt_checkpoint_args(args, given, old, "old.pt").template_swap == 0.25
     assert options.parse_args(["--split", "interpatient", "--patient-balance", "0"])[0].patient_balance == 0.0
     assert options.parse_args([])[0].patient_balance == 0.0  # stratified: off
 
