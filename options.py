@@ -63,9 +63,9 @@ def build_parser(suppress: bool = False) -> argparse.ArgumentParser:
         "--seed, --seed + 10007, ... one after the other and average their class probabilities; the checkpoint "
         f"holds all K (default: {T['ensemble']})")
     add("--template-swap", type=float, default=T["template_swap"], metavar="P", help="train time, with "
-        "--template: move each training beat with probability P onto another patient's usual beat (beat - its "
-        "template + the template of a random other beat of the batch, which becomes its template): the beat's "
-        "deviation from its patient's normal beat is kept, the patient's own morphology is not; 0 = off "
+        "--template: move each training beat with probability P onto the template of a random beat of its batch, "
+        "mostly another patient's (beat - its template + that template, which becomes its template): the beat's "
+        "deviation from its patient's usual beat is kept, the patient's own morphology is not; 0 = off "
         f"(default: {T['template_swap']}" + _preset("template_swap") + ")")
     add("--augment", action="store_true", help="train-time R-peak jitter, amplitude scaling, baseline wander and noise (default: off)")
     add("--rr", action=argparse.BooleanOptionalAction, help="feed the per-beat RR features (--rr-features) "
