@@ -44,7 +44,7 @@ TRAIN_DEFAULTS = {
     "ema_epochs": 0.0,      # > 0: keep a moving average of the weights over ~this many epochs (engine.WeightAverage)
     "ensemble": 1,          # models averaged (trainer.py --ensemble; models.Ensemble)
     "patient_balance": 0.0,  # > 0: within a class, a beat weighs n_(record, class) ** -p (engine.patient_balance_weights)
-    "template_swap": 0.0,   # > 0: share of training beats moved onto another patient's template (engine.swap_templates)
+    "template_swap": 0.0,   # > 0: share of training beats moved onto another beat's template (engine.swap_templates)
     "bootstrap": 1000,      # bootstrap resamples for confidence intervals
     "seed": 1337,
     "device": "cuda",

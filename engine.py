@@ -211,10 +211,11 @@ def augment(x: torch.Tensor, fs: int, generator: torch.Generator,
 def swap_templates(x: torch.Tensor, p: float, generator: torch.Generator) -> torch.Tensor:
     """Move each row of a batch (B, 2, T) of (beat, template) pairs, with probability p, onto the
     template of a random row of the batch (a random permutation, so mostly another patient's):
-    beat' = beat - template + template', the other row's template becoming its own. Why: a beat's class shows in how it differs from its patient's usual
-    beat (an atrial premature beat keeps it, a ventricular one does not), while the usual beat
-    itself differs between patients; moving the difference onto other patients' usual beats keeps
-    a net from tying a class to the few training patients that have it. Both channels are on the
+    beat' = beat - template + template', the other row's template becoming its own.
+    Why: a beat's class shows in how it differs from its patient's usual beat (an atrial
+    premature beat keeps it, a ventricular one does not), while the usual beat itself differs
+    between patients; moving the difference onto other patients' usual beats keeps a net from
+    tying a class to the few training patients that have it. Both channels are on the
     template's scale (features.relative_scale), so the sum needs no rescaling. Seeded; rows not
     moved are returned unchanged, bit for bit. The draws are made for the whole batch (a
     distributed run swaps the whole batch, then takes its shard)."""

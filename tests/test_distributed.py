@@ -145,8 +145,9 @@ def _worker() -> int:
 
 def test_ddp_step_equals_one_process_step():
     """Sharding, the loss shares, the weight-0 row of an empty shard (the last batch holds one
-    beat), the shared augmentation and --template-swap draws and the gathered predictions: an epoch over 2 gloo
-    processes moves the weights, and their moving average, as one process does, to float rounding."""
+    beat), the shared augmentation and --template-swap draws and the gathered predictions: an
+    epoch over 2 gloo processes moves the weights, and their moving average, as one process
+    does, to float rounding."""
     r = subprocess.run([*TORCHRUN, str(Path(__file__))], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     assert r.stdout.count("max |weight difference|") == 3, r.stdout
