@@ -22,6 +22,12 @@ held-out predictions of the same beats (reports written since the "held_out" fie
 adds the majority vote of the reports' held-out predictions as a row of the first table (ties go
 to the first report's class): what an ensemble of those runs would score inside DS1, e.g. of
 the same setting at several seeds.
+
+    python bench/cv_compare.py --records runs/cv/a/cv_report_*.json
+
+adds, for each report, where its held-out S and V errors are: per DS1 record, the class's beats
+found out of its total, what the missed ones were called, and the false calls of the class with
+what those beats truly were. It says which patients a setting's figures rest on.
 """
 from __future__ import annotations
 
@@ -144,6 +150,37 @@ def paired(base: Path, reports: dict[Path, dict], n_boot: int = 2000) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _counts(labels: np.ndarray, names: list[str], skip: int) -> str:
+    """'N 3, V 1': how many of `labels` fall in each class other than `skip`, largest first."""
+    c = np.bincount(labels, minlength=len(names))
+    order = [i for i in np.argsort(-c, kind="stable") if i != skip and c[i]]
+    return ", ".join(f"{names[i]} {c[i]}" for i in order) or "-"
+
+
+def per_record(path: Path, rep: dict) -> str:
+    """Markdown: for S and V, per held-out record, found / total, missed as, false calls from.
+    Records with neither a beat of the class nor a false call of it are left out."""
+    h = held_out(rep, path)
+    names, y, pred, rec = h["classes"], h["y"].astype(np.int64), h["pred"].astype(np.int64), h["records"]
+    lines = [f"Per record, {path} (found / beats; missed beats by the class they were called; "
+             "false calls by their true class):", ""]
+    for k in (k for k in ("S", "V") if k in names):
+        c = names.index(k)
+        lines += [f"| record | {k} found / beats | {k} missed as | false {k} calls | they were |", "|---|---:|---|---:|---|"]
+        rows = []
+        for r in np.unique(rec):
+            m = rec == r
+            true, called = m & (y == c), m & (pred == c)
+            if true.any() or called.any():
+                rows.append((int(r), int((true & called).sum()), int(true.sum()),
+                             _counts(pred[true & ~called], names, c), int((called & ~true).sum()),
+                             _counts(y[called & ~true], names, c)))
+        rows.sort(key=lambda t: (-(t[2] - t[1] + t[4]), t[0]))  # most errors first
+        lines += [f"| {r} | {tp} / {n} | {miss} | {fp} | {src} |" for r, tp, n, miss, fp, src in rows]
+        lines.append("")
+    return "\n".join(lines)
+
+
 def main() -> int:
     ap = parser(__doc__, root=False)
     ap.add_argument("reports", nargs="+", help="cv_report_*.json files written by trainer.py --cv K --cv-only")
@@ -151,6 +188,8 @@ def main() -> int:
                     "predictions (default: off)")
     ap.add_argument("--against", metavar="REPORT", help="also print every report minus this one, with paired "
                     "record-bootstrap intervals (default: off)")
+    ap.add_argument("--records", action="store_true", help="also print, per report, the held-out S and V "
+                    "errors of every DS1 record (default: off)")
     args = ap.parse_args()
     paths = [Path(p) for p in args.reports]
     if args.against:
@@ -170,6 +209,12 @@ def main() -> int:
     if args.against:
         try:
             print("\n" + paired(paths[0], reports), end="")
+        except (ValueError, KeyError, TypeError) as e:
+            print(f"bench/cv_compare.py: error: {e}", file=sys.stderr)
+            return 2
+    if args.records:
+        try:
+            print("".join("\n" + per_record(p, r) for p, r in reports.items()), end="")
         except (ValueError, KeyError, TypeError) as e:
             print(f"bench/cv_compare.py: error: {e}", file=sys.stderr)
             return 2

@@ -95,6 +95,23 @@ def test_cv_compare_vote_is_the_majority_of_held_out_predictions(tmp_path):
     assert bad.returncode == 2 and "same beats" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
 
 
+def test_cv_compare_records_lists_each_records_errors(tmp_path):
+    a = tmp_path / "a" / "cv_report_a.json"
+    _cv_report(a, 0.001, [0.3])
+    _with_held_out(a, "12100010")  # y = 0011 (record 100) 0011 (record 101)
+    r = subprocess.run([sys.executable, str(ROOT / "bench" / "cv_compare.py"), "--records", str(a)],
+                       capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert r.returncode == 0, r.stderr
+    rows = [line for line in r.stdout.splitlines() if line.startswith(("| 100 ", "| 101 "))]
+    # S: 100 finds 1 of 2 (the other called N) and calls one N beat S: 2 errors, listed first;
+    # V: no V beat anywhere, one N beat of 100 called V; 101 has neither, so no V row
+    assert rows == ["| 100 | 1 / 2 | N 1 | 1 | N 1 |", "| 101 | 1 / 2 | N 1 | 0 | - |", "| 100 | 0 / 0 | - | 1 | N 1 |"]
+    _cv_report(tmp_path / "b" / "cv_report_b.json", 0.001, [0.3])  # no held-out predictions: one line
+    bad = subprocess.run([sys.executable, str(ROOT / "bench" / "cv_compare.py"), "--records",
+                          str(tmp_path / "b" / "cv_report_b.json")], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert bad.returncode == 2 and "held-out" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+
+
 def test_accuracy_page_keeps_the_sections_of_protocols_not_rerun(tmp_path):
     """Sweeps live under data/ (outside git): regenerating the page without them must not erase
     the measured tables it already has."""
