@@ -39,7 +39,7 @@ from common import parser  # noqa: E402  (puts the repository on sys.path)
 
 import numpy as np  # noqa: E402
 
-from metrics import classification_metrics, key_class_stats, paired_bootstrap_diff  # noqa: E402
+from metrics import classification_metrics, confusion_matrix, key_class_stats, paired_bootstrap_diff  # noqa: E402
 
 IGNORED = {"out_dir", "root", "quiet", "threads", "device", "cache", "no_download", "num_workers",
            "resume", "eval_only", "bootstrap", "cv_only", "cv_offsets"}  # offsets: a row of their own
@@ -150,9 +150,8 @@ def paired(base: Path, reports: dict[Path, dict], n_boot: int = 2000) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _counts(labels: np.ndarray, names: list[str], skip: int) -> str:
-    """'N 3, V 1': how many of `labels` fall in each class other than `skip`, largest first."""
-    c = np.bincount(labels, minlength=len(names))
+def _counts(c: np.ndarray, names: list[str], skip: int) -> str:
+    """'N 3, V 1': the counts `c` (C,) of every class other than `skip`, largest first, zeros left out."""
     order = [i for i in np.argsort(-c, kind="stable") if i != skip and c[i]]
     return ", ".join(f"{names[i]} {c[i]}" for i in order) or "-"
 
@@ -161,20 +160,16 @@ def per_record(path: Path, rep: dict) -> str:
     """Markdown: for S and V, per held-out record, found / total, missed as, false calls from.
     Records with neither a beat of the class nor a false call of it are left out."""
     h = held_out(rep, path)
-    names, y, pred, rec = h["classes"], h["y"].astype(np.int64), h["pred"].astype(np.int64), h["records"]
+    names, rec = h["classes"], h["records"]
+    cms = {int(r): confusion_matrix(h["y"][rec == r], h["pred"][rec == r], len(names))  # (C, C): true x called
+           for r in np.unique(rec)}
     lines = [f"Per record, {path} (found / beats; missed beats by the class they were called; "
              "false calls by their true class):", ""]
     for k in (k for k in ("S", "V") if k in names):
         c = names.index(k)
         lines += [f"| record | {k} found / beats | {k} missed as | false {k} calls | they were |", "|---|---:|---|---:|---|"]
-        rows = []
-        for r in np.unique(rec):
-            m = rec == r
-            true, called = m & (y == c), m & (pred == c)
-            if true.any() or called.any():
-                rows.append((int(r), int((true & called).sum()), int(true.sum()),
-                             _counts(pred[true & ~called], names, c), int((called & ~true).sum()),
-                             _counts(y[called & ~true], names, c)))
+        rows = [(r, int(cm[c, c]), int(cm[c].sum()), _counts(cm[c], names, c), int(cm[:, c].sum() - cm[c, c]),
+                 _counts(cm[:, c], names, c)) for r, cm in cms.items() if cm[c].sum() or cm[:, c].sum()]
         rows.sort(key=lambda t: (-(t[2] - t[1] + t[4]), t[0]))  # most errors first
         lines += [f"| {r} | {tp} / {n} | {miss} | {fp} | {src} |" for r, tp, n, miss, fp, src in rows]
         lines.append("")
