@@ -6,11 +6,13 @@
 A user error is never a traceback: `run_cli` prints ``prog: error: <one line>`` on stderr and
 returns 2 for a bad command line or bad data (`UsageError`, `DataError`), 1 for an output that
 could not be written (`OutputError`) or a run that cannot go on (`RunError`: a process of a
-distributed run failed), 130 for Ctrl-C. Imports no torch: summarize.py uses it.
+distributed run failed), 130 for Ctrl-C, and 141 quietly when the reader of its output went away
+(`| head`), as a Unix tool killed by SIGPIPE does. Imports no torch: summarize.py uses it.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Callable
 
@@ -61,6 +63,14 @@ def run_cli(prog: str, body: Callable[[], int], user_errors: bool = True) -> int
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `| head` closed the pipe: not an error of the program's
+        # stdout still holds unwritten text; point it at /dev/null so the flush at exit cannot
+        # raise the same error again as an 'Exception ignored' message
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):  # stdout is not a file descriptor (e.g. captured)
+            pass
+        return 141
 
 
 def resolve_device(name: str, log: Callable[[str], None] = log):

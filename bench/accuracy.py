@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import ROOT, parser  # noqa: E402  (puts the repository on sys.path)
+from common import ROOT, parser, run_script  # noqa: E402  (puts the repository on sys.path)
 
 # protocol -> trainer flags. Inter-patient runs with its preset (config.SPLIT_PRESETS: aami5,
 # patient-relative RR, template channel, 1.2 s window) and chooses its number of epochs by
@@ -191,4 +191,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_script(main)

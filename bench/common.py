@@ -17,8 +17,15 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from cli import run_cli  # noqa: E402
 from config import DATA_DEFAULTS  # noqa: E402
 from report import cpu_name  # noqa: E402
+
+
+def run_script(main: Callable[[], int]) -> None:
+    """A bench script's entry point: cli.run_cli's one-line user errors and a quiet exit when
+    its output is piped into `head`."""
+    sys.exit(run_cli("bench/" + Path(sys.argv[0]).name, main))
 
 
 def parser(doc: str, root: bool = True) -> argparse.ArgumentParser:

@@ -35,7 +35,7 @@ import json
 import sys
 from pathlib import Path
 
-from common import parser  # noqa: E402  (puts the repository on sys.path)
+from common import parser, run_script  # noqa: E402  (puts the repository on sys.path)
 
 import numpy as np  # noqa: E402
 
@@ -217,4 +217,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_script(main)

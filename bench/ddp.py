@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import ROOT, machine, parser, print_table_head, records_missing  # noqa: E402  (repository on sys.path)
+from common import ROOT, machine, parser, print_table_head, records_missing, run_script  # noqa: E402  (repository on sys.path)
 
 from models import MODEL_NAMES  # noqa: E402
 
@@ -101,4 +101,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_script(main)

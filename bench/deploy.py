@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import ROOT, machine, parser, print_table_head, records_missing  # noqa: E402
+from common import ROOT, machine, parser, print_table_head, records_missing, run_script  # noqa: E402
 
 import export  # noqa: E402
 from models import MODEL_NAMES  # noqa: E402
@@ -160,4 +160,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_script(main)

@@ -23,13 +23,12 @@ JSON line to bench/results.jsonl.
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from common import grouped_cv_predict, parser, records_missing  # noqa: E402  (puts the repository on sys.path)
+from common import grouped_cv_predict, parser, records_missing, run_script  # noqa: E402  (puts the repository on sys.path)
 
 from beats import RR_FEATURES  # noqa: E402
 from config import DATA_DEFAULTS, SPLIT_PRESETS  # noqa: E402
@@ -106,4 +105,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_script(main)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from common import machine, parser, print_table_head  # noqa: E402  (puts the repository on sys.path)
+from common import machine, parser, print_table_head, run_script  # noqa: E402  (puts the repository on sys.path)
 
 from config import DEFAULT_WINDOW  # noqa: E402
 from models import MODEL_NAMES, create_model  # noqa: E402
@@ -119,4 +119,4 @@ def gpu_table(args) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_script(main)

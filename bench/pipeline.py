@@ -17,12 +17,11 @@ import json
 import multiprocessing as mp
 import os
 import resource
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from common import machine, parser, records_missing  # noqa: E402  (puts the repository on sys.path)
+from common import machine, parser, records_missing, run_script  # noqa: E402  (puts the repository on sys.path)
 
 
 def _clock() -> tuple[float, float, float]:
@@ -68,8 +67,8 @@ def _stage_loop(root: str, cache_dir: str, q) -> None:
             w = sig[s - half:s + half]
             xs.append(((w - w.mean()) / (w.std() + 1e-6)).astype(np.float32))
             ys.append(table[sym])
-    x, y = np.stack(xs), np.array(ys)  # the arrays a cache would hold
-    q.put(_result(t, len(x)))
+    arrays = np.stack(xs), np.array(ys)  # (x, y): the arrays a cache would hold
+    q.put(_result(t, len(arrays[0])))
 
 
 def _stage_floor(root: str, cache_dir: str, q) -> None:
@@ -157,4 +156,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_script(main)

@@ -21,13 +21,12 @@ bench name "rr_probe"). Takes about 30 s.
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from common import grouped_cv_predict, parser, records_missing  # noqa: E402  (puts the repository on sys.path)
+from common import grouped_cv_predict, parser, records_missing, run_script  # noqa: E402  (puts the repository on sys.path)
 
 from dataset import DS1  # noqa: E402
 from beats import BEAT_SYMBOLS, CLASS_NAMES, LABEL_SCHEMES  # noqa: E402
@@ -90,4 +89,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_script(main)

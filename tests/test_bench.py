@@ -112,6 +112,18 @@ def test_cv_compare_records_lists_each_records_errors(tmp_path):
     assert bad.returncode == 2 and "held-out" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
 
 
+def test_bench_script_whose_reader_left_exits_quietly(tmp_path):
+    """`python bench/cv_compare.py ... | head`: the closed pipe ends the script with 141 (as a Unix
+    tool killed by SIGPIPE) and no traceback (cli.run_cli, which every script's entry goes through)."""
+    a = tmp_path / "a" / "cv_report_a.json"
+    _cv_report(a, 0.001, [0.3, 0.4])
+    p = subprocess.Popen([sys.executable, str(ROOT / "bench" / "cv_compare.py"), str(a)], cwd=ROOT,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p.stdout.close()  # the reader is gone before the script writes its first line
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=60) == 141 and err == ""
+
+
 def test_accuracy_page_keeps_the_sections_of_protocols_not_rerun(tmp_path):
     """Sweeps live under data/ (outside git): regenerating the page without them must not erase
     the measured tables it already has."""
