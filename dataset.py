@@ -276,6 +276,7 @@ class BeatTensors:
     def __init__(self, data: BeatData, idx: np.ndarray, device: str | torch.device = "cpu"):
         self._set(data.x[idx], None if data.tm is None else data.tm[idx], data.rr[idx], data.y[idx], device)
         self.record = data.record[idx]  # (N,) numpy: whose beat each row is (--patient-balance)
+        self.rpeak = data.rpeak[idx]    # (N,) numpy: its R-peak sample in that record (--adapt-norm)
 
     @classmethod
     def from_arrays(cls, x: np.ndarray, tm: np.ndarray | None, rr: np.ndarray, y: np.ndarray | None = None,
@@ -295,6 +296,7 @@ class BeatTensors:
         self.rr = torch.from_numpy(np.ascontiguousarray(rr)).to(device)  # (N, F)
         self.y = torch.from_numpy(np.ascontiguousarray(y)).to(device)    # (N,)
         self.record: np.ndarray | None = None
+        self.rpeak: np.ndarray | None = None
         self.w: torch.Tensor | None = None  # (N,) per-beat loss weights, or None (train_one_epoch)
 
     def __len__(self) -> int:

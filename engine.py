@@ -130,6 +130,71 @@ def predict(model: nn.Module, part: BeatTensors, batch_size: int, use_rr: bool,
     return p.argmax(1), p, (total.item() / len(part) if loss_fn is not None else float("nan"))
 
 
+def _scaled_by(var: torch.Tensor):
+    """A forward hook for a train-mode BatchNorm: centre on the batch mean as it does, but scale by
+    the given (training) variance instead of the batch's (--adapt-stats mean)."""
+    def hook(bn: nn.Module, inputs: tuple, out: torch.Tensor) -> torch.Tensor:
+        x = inputs[0]  # (B, C) or (B, C, T)
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        mean = x.mean([0, *range(2, x.dim())])
+        return (x - mean.view(shape)) * (bn.weight * torch.rsqrt(var + bn.eps)).view(shape) + bn.bias.view(shape)
+    return hook
+
+
+def adapted_predict(model: nn.Module, part: BeatTensors, batch_size: int, use_rr: bool, block_s: float,
+                    loss_fn=None, stats: str = "both") -> tuple[np.ndarray, np.ndarray, float]:
+    """`predict` with BatchNorm statistics adapted to each record from its own earlier beats
+    (--adapt-norm; AdaBN, Li et al. 2016, made causal): a record is cut into blocks of `block_s`
+    seconds by R-peak time; block 0 is predicted with the training statistics, block b with the
+    mean of the batch statistics of blocks 0..b-1. No label, later beat or other record is used,
+    and `model` is not changed (each record adapts a copy). Why: a new patient's beats sit
+    elsewhere in feature space than the training patients'; re-centring the features on the
+    wearer's own beats is what a monitor can do without labels. `stats` "mean": only the means
+    adapt, the variances stay the training ones. -> as `predict`."""
+    if part.record is None or part.rpeak is None:
+        raise ValueError("adapted_predict needs each beat's record and R-peak sample")
+    model.eval()
+    fs = model.io.fs
+    block = np.floor_divide(part.rpeak, int(round(block_s * fs)))  # (N,) block of each beat in its record
+    logits = torch.empty((len(part), model.num_classes), device=part.y.device)
+    bs = max(batch_size, 512)
+    for r in np.unique(part.record):
+        in_r = np.flatnonzero(part.record == r)
+        m = copy.deepcopy(model)
+        m.requires_grad_(False)  # statistics passes build no graph
+        bns = [b for b in m.modules() if isinstance(b, nn.modules.batchnorm._BatchNorm)]
+        train_var = [bn.running_var.clone() for bn in bns]
+        blocks, adapted = np.unique(block[in_r]), False
+        for i, b in enumerate(blocks):
+            rows = torch.from_numpy(in_r[block[in_r] == b]).to(part.y.device)
+            x, rr = part.x[rows], part.rr[rows] if use_rr else None
+            with torch.no_grad():
+                for lo in range(0, len(rows), bs):
+                    logits[rows[lo:lo + bs]] = m(x[lo:lo + bs], None if rr is None else rr[lo:lo + bs]).float()
+            if i + 1 == len(blocks) or len(rows) < 2:
+                continue
+            if not adapted:  # from here on the record's own statistics, averaged over its blocks
+                for bn in bns:
+                    bn.reset_running_stats()
+                    bn.momentum = None
+                adapted = True
+            for bn in bns:
+                bn.train()
+            hooks = ([bn.register_forward_hook(_scaled_by(v)) for bn, v in zip(bns, train_var)]
+                     if stats == "mean" else [])
+            with torch.enable_grad():  # ConvBN folds BN only under no_grad; nothing here requires grad
+                m(x, rr)
+            for h in hooks:
+                h.remove()
+            for bn, v in zip(bns, train_var):
+                bn.eval()
+                if stats == "mean":
+                    bn.running_var.copy_(v)
+    loss = (loss_fn(logits, part.y).item() if loss_fn is not None else float("nan"))
+    p = torch.softmax(logits, 1).cpu().numpy()
+    return p.argmax(1), p, loss
+
+
 def cpu_state(model: nn.Module) -> dict:
     """A detached CPU copy of the model's state_dict: a snapshot later steps cannot change."""
     return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}

@@ -62,6 +62,12 @@ def build_parser(suppress: bool = False) -> argparse.ArgumentParser:
     add("--ensemble", type=int, default=T["ensemble"], metavar="K", help="train K models from seeds "
         "--seed, --seed + 10007, ... one after the other and average their class probabilities; the checkpoint "
         f"holds all K (default: {T['ensemble']})")
+    add("--adapt-norm", type=float, default=T["adapt_norm"], metavar="S", help="a probe for --cv-only: predict "
+        "each held-out record's beats with BatchNorm statistics re-estimated, without labels, from that record's "
+        "earlier beats, updated every S seconds (the first S seconds keep the training statistics); 0 = off "
+        f"(default: {T['adapt_norm']})")
+    add("--adapt-stats", default=T["adapt_stats"], choices=("both", "mean"), help="with --adapt-norm: "
+        f"re-estimate BatchNorm means and variances, or the means only (default: {T['adapt_stats']})")
     add("--template-swap", type=float, default=T["template_swap"], metavar="P", help="train time, with "
         "--template: move each training beat with probability P onto the template of a random beat of its batch, "
         "mostly another patient's (beat - its template + that template, which becomes its template): the beat's "
@@ -175,6 +181,12 @@ def check_args(args: argparse.Namespace) -> None:
                          f"--rr --rr-features {' | '.join(s for s in RR_FEATURES if s != 'local')}")
     if args.template_mode != "channel" and not args.template:
         raise UsageError(f"--template-mode {args.template_mode} needs the template: add --template")
+    if not (args.adapt_norm == 0 or 1 <= args.adapt_norm < math.inf):  # NaN fails both
+        raise UsageError(f"--adapt-norm must be 0 (off) or a number of seconds >= 1, got {args.adapt_norm}")
+    if args.adapt_norm and not args.cv_only:  # neither a checkpoint nor evaluate.py / predict.py adapts
+        raise UsageError("--adapt-norm is a cross-validation probe (DS1 held-out records only): add --cv 4 --cv-only")
+    if args.adapt_stats != "both" and not args.adapt_norm:
+        raise UsageError(f"--adapt-stats {args.adapt_stats} chooses what --adapt-norm adapts: add --adapt-norm S")
     if not 0 <= args.template_swap <= 1:
         raise UsageError(f"--template-swap must be a number in [0, 1], got {args.template_swap}")
     if args.template_swap and not args.template:

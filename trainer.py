@@ -33,8 +33,8 @@ from distributed import World, exit_process, launch_env
 from config import MODEL_CONFIGS
 from dataset import DS1, BeatTensors, interpatient_folds, limit_per_class, load_split
 from beats import key_class
-from engine import (OFFSET_GRID, WeightAverage, class_weights, cpu_state, lr_lambda, make_loss, patient_balance_weights,
-                    predict, train_one_epoch, tune_offsets)
+from engine import (OFFSET_GRID, WeightAverage, adapted_predict, class_weights, cpu_state, lr_lambda, make_loss,
+                    patient_balance_weights, predict, train_one_epoch, tune_offsets)
 from metrics import bootstrap_ci, classification_metrics, key_class_stats
 from models import Ensemble, create_model
 from options import adopt_checkpoint_args, data_kwargs, parse_args, prepare_run, preproc_from_args
@@ -58,6 +58,8 @@ class FitOptions:
     quiet: bool
     template_swap: float = 0.0  # > 0: share of training beats moved onto another beat's template (engine.swap_templates)
     ema_epochs: float = 0.0     # > 0: evaluate and keep a moving average of the weights (engine.WeightAverage)
+    adapt_norm: float = 0.0     # > 0: validate with BN statistics adapted per record (engine.adapted_predict)
+    adapt_stats: str = "both"   # which BN statistics adapt: "both" (means and variances) or "mean"
     stop_epoch: int | None = None  # stop after this epoch of the `epochs`-long schedule (--cv's final fit)
 
     @classmethod
@@ -67,7 +69,8 @@ class FitOptions:
                    focal=args.focal, focal_gamma=args.focal_gamma, class_weights=args.class_weights,
                    patient_balance=args.patient_balance,
                    augment_fs=args.fs if args.augment else None, quiet=args.quiet,
-                   ema_epochs=args.ema_epochs, template_swap=args.template_swap)
+                   ema_epochs=args.ema_epochs, template_swap=args.template_swap, adapt_norm=args.adapt_norm,
+                   adapt_stats=args.adapt_stats)
 
 
 def new_state() -> dict:
@@ -138,7 +141,9 @@ def fit(model, tr: BeatTensors, va: BeatTensors | None, class_names: list[str], 
             if world.is_main:  # rank 0 validates, keeps the state and prints; the others await its decision
                 va_m, va_loss = {"macro_f1": None, "accuracy": None}, None
                 if va is not None:
-                    vp, vprob, va_loss = predict(evaluated, va, opts.batch_size, use_rr, loss_fn)
+                    vp, vprob, va_loss = (adapted_predict(evaluated, va, opts.batch_size, use_rr, opts.adapt_norm,
+                                                          loss_fn, opts.adapt_stats) if opts.adapt_norm
+                                          else predict(evaluated, va, opts.batch_size, use_rr, loss_fn))
                     va_m = classification_metrics(va.y.cpu().numpy(), vp, class_names)
                     if on_epoch:
                         on_epoch(epoch, vp, va_loss, vprob)

@@ -167,6 +167,10 @@ def test_resume_after_interrupt_ends_like_uninterrupted(mitbih_dir, tmp_path, ex
     (["--template-swap", "0.5"], "--template-swap moves beats between templates: add --template"),
     (["--template", "--template-swap", "1.5"], "--template-swap must be a number in [0, 1]"),
     (["--template", "--template-swap", "nan"], "--template-swap must be a number in [0, 1]"),
+    (["--adapt-norm", "300"], "--adapt-norm is a cross-validation probe"),
+    (["--split", "interpatient", "--cv", "4", "--cv-only", "--adapt-norm", "0.5"], "--adapt-norm must be 0 (off)"),
+    (["--split", "interpatient", "--cv", "4", "--cv-only", "--adapt-norm", "nan"], "--adapt-norm must be 0 (off)"),
+    (["--adapt-stats", "mean"], "--adapt-stats mean chooses what --adapt-norm adapts"),
     (["--ensemble", "2", "--split", "interpatient", "--cv", "2", "--cv-offsets"], "does not combine with --ensemble"),
 ])
 def test_bad_arguments(mitbih_dir, tmp_path, capsys, extra, match):
@@ -584,6 +588,77 @@ def test_template_swap_trains_and_is_recorded(mitbih_dir, tmp_path):
         assert checkpoint.load_model(ckpt)[1].in_channels == 2
     assert runs["plain"]["args"]["template_swap"] == 0.0 and runs["swapped"]["args"]["template_swap"] == 0.5
     assert runs["plain"]["history"][0]["train_loss"] != runs["swapped"]["history"][0]["train_loss"]
+
+
+def _adapt_part(seed: int = 0) -> BeatTensors:
+    """Two records of 3 and 2 blocks of 300 s at 360 Hz, beats in time order: (record, block) ->
+    rows 0-3 (100, 0), 4-7 (100, 1), 8-11 (100, 2), 12-15 (101, 0), 16-19 (101, 1)."""
+    g = np.random.default_rng(seed)
+    x, tm, rr = (g.normal(size=(20, 432)).astype(np.float32), g.normal(size=(20, 432)).astype(np.float32),
+                 g.normal(size=(20, 3)).astype(np.float32))
+    part = BeatTensors.from_arrays(x, tm, rr)
+    part.record = np.repeat([100, 101], [12, 8])
+    part.rpeak = np.concatenate([np.repeat([0, 1, 2], 4), np.repeat([0, 1], 4)]) * 108000 + 5000
+    return part
+
+
+@pytest.mark.parametrize("stats", ["both", "mean"])
+def test_adapted_predict_uses_only_the_records_earlier_beats(stats):
+    """engine.adapted_predict (--adapt-norm): a record's first block is predicted as by `predict`;
+    a later block depends on the earlier blocks of its own record (the adaptation is real) but on
+    neither its later blocks nor another record; the model itself is left unchanged."""
+    from models import create_model
+    torch.manual_seed(0)
+    model = create_model("liteecgnet", num_classes=5, rr_dim=3, fs=360, in_channels=2, rr_norm=True,
+                         **MODEL_CONFIGS["liteecgnet"]).eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    part = _adapt_part()
+    _, plain, _ = engine.predict(model, part, 64, True)
+    _, p, _ = engine.adapted_predict(model, part, 64, True, 300, stats=stats)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+    first = np.r_[0:4, 12:16]  # each record's first block: the training statistics
+    assert np.allclose(p[first], plain[first], atol=1e-6) and not np.allclose(p[4:8], plain[4:8], atol=1e-4)
+    changed = _adapt_part()
+    changed.x[8:12] *= 5   # record 100's last block
+    changed.x[16:] += 3    # record 101's second block
+    _, q, _ = engine.adapted_predict(model, changed, 64, True, 300, stats=stats)
+    assert np.allclose(q[:8], p[:8], atol=1e-6) and np.allclose(q[12:16], p[12:16], atol=1e-6)
+    earlier = _adapt_part()
+    earlier.x[:4] *= 3     # record 100's first block moves the statistics its later blocks see
+    _, e, _ = engine.adapted_predict(model, earlier, 64, True, 300, stats=stats)
+    assert not np.allclose(e[4:12], p[4:12], atol=1e-4) and np.allclose(e[12:], p[12:], atol=1e-6)
+
+
+def test_adapt_norm_cv_probe_changes_only_the_held_out_predictions(mitbih_dir, tmp_path):
+    """--cv-only --adapt-norm: the report records it, and the held-out predictions (of the same
+    trained weights: validation does not steer a cross-validation fold) differ from a plain run's."""
+    args = ["--split", "interpatient", "--classes", "aami5", "--cv", "2", "--cv-only", "--epochs", "2",
+            "--class-limit", "60", "--device", "cpu", "--root", str(mitbih_dir), "--no-download", "--quiet",
+            "--bootstrap", "0", "--threads", "1"]
+    for name, extra in (("plain", []), ("adapted", ["--adapt-norm", "300", "--adapt-stats", "mean"])):
+        assert trainer.main([*args, "--out-dir", str(tmp_path / name), *extra]) == 0
+    plain, adapted = (json.loads(next((tmp_path / n).glob("cv_report_*.json")).read_text())
+                      for n in ("plain", "adapted"))
+    assert (adapted["args"]["adapt_norm"], adapted["args"]["adapt_stats"]) == (300.0, "mean")
+    assert plain["args"]["adapt_norm"] == 0.0
+    assert plain["cv"]["held_out"]["y"] == adapted["cv"]["held_out"]["y"]
+    assert plain["cv"]["held_out"]["pred"] != adapted["cv"]["held_out"]["pred"]
+
+
+def test_adapted_means_keep_the_training_variance():
+    """--adapt-stats mean: a train-mode BatchNorm with the hook centres on the batch mean and
+    scales by the variance it is given (hand-computed), not by the batch's."""
+    bn = torch.nn.BatchNorm1d(2).train()
+    with torch.no_grad():
+        bn.weight.copy_(torch.tensor([2.0, 1.0]))
+        bn.bias.copy_(torch.tensor([0.5, -1.0]))
+    bn.register_forward_hook(engine._scaled_by(torch.tensor([4.0, 1.0])))
+    x = torch.tensor([[[1.0, 3.0], [0.0, 2.0]], [[5.0, 7.0], [4.0, 6.0]]])  # (B=2, C=2, T=2)
+    y = bn(x)  # channel 0: mean 4, scale 2 / sqrt(4 + eps); channel 1: mean 3, scale 1 / sqrt(1 + eps)
+    s0, s1 = float(2 / np.sqrt(4 + bn.eps)), float(1 / np.sqrt(1 + bn.eps))
+    expect = torch.tensor([[[-3 * s0 + 0.5, -1 * s0 + 0.5], [-3 * s1 - 1, -1 * s1 - 1]],
+                           [[1 * s0 + 0.5, 3 * s0 + 0.5], [1 * s1 - 1, 3 * s1 - 1]]])
+    assert torch.allclose(y, expect, atol=1e-6)
 
 
 def test_weight_average_is_the_hand_computed_moving_average():
