@@ -195,6 +195,35 @@ def adapted_predict(model: nn.Module, part: BeatTensors, batch_size: int, use_rr
     return p.argmax(1), p, loss
 
 
+def prior_adapted(prob: np.ndarray, record: np.ndarray, rpeak: np.ndarray, block: int,
+                  train_prior: np.ndarray, iters: int = 100) -> np.ndarray:
+    """Class probabilities re-weighted per record for the record's own class prior (--adapt-prior;
+    Saerens, Latinne & Decaestecker 2002, made causal): a record is cut into blocks of `block`
+    samples by R-peak time; block 0 keeps the model's output, block b is re-weighted by
+    prior / train_prior, the prior estimated by EM from the outputs on the record's blocks 0..b-1.
+    No label, later beat or other record is used. Why: patients differ most in how many S and V
+    beats they have, and a net trained on DS1's mix expects DS1's. (N, C) -> (N, C)."""
+    out = prob.astype(np.float64, copy=True)
+    base = np.clip(np.asarray(train_prior, np.float64), 1e-6, None)  # (C,)
+    blk = np.floor_divide(rpeak, block)
+    for r in np.unique(record):
+        in_r = np.flatnonzero(record == r)
+        for b in np.unique(blk[in_r])[1:]:
+            seen = prob[in_r[blk[in_r] < b]].astype(np.float64)  # (n, C) the record's earlier outputs
+            pi = base
+            for _ in range(iters):  # EM: posteriors under the current prior -> their mean
+                q = seen * (pi / base)
+                new = (q / q.sum(1, keepdims=True)).mean(0)
+                done = np.abs(new - pi).max() < 1e-7
+                pi = new
+                if done:
+                    break
+            rows = in_r[blk[in_r] == b]
+            q = out[rows] * (pi / base)
+            out[rows] = q / q.sum(1, keepdims=True)
+    return out.astype(prob.dtype)
+
+
 def cpu_state(model: nn.Module) -> dict:
     """A detached CPU copy of the model's state_dict: a snapshot later steps cannot change."""
     return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}

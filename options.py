@@ -68,6 +68,10 @@ def build_parser(suppress: bool = False) -> argparse.ArgumentParser:
         f"(default: {T['adapt_norm']})")
     add("--adapt-stats", default=T["adapt_stats"], choices=("both", "mean"), help="with --adapt-norm: "
         f"re-estimate BatchNorm means and variances, or the means only (default: {T['adapt_stats']})")
+    add("--adapt-prior", type=float, default=T["adapt_prior"], metavar="S", help="a probe for --cv-only: "
+        "re-weight each held-out record's class probabilities for that record's own class prior, estimated "
+        "without labels (EM) from the outputs on its earlier beats, updated every S seconds; 0 = off "
+        f"(default: {T['adapt_prior']})")
     add("--template-swap", type=float, default=T["template_swap"], metavar="P", help="train time, with "
         "--template: move each training beat with probability P onto the template of a random beat of its batch, "
         "mostly another patient's (beat - its template + that template, which becomes its template): the beat's "
@@ -181,10 +185,13 @@ def check_args(args: argparse.Namespace) -> None:
                          f"--rr --rr-features {' | '.join(s for s in RR_FEATURES if s != 'local')}")
     if args.template_mode != "channel" and not args.template:
         raise UsageError(f"--template-mode {args.template_mode} needs the template: add --template")
-    if not (args.adapt_norm == 0 or 1 <= args.adapt_norm < math.inf):  # NaN fails both
-        raise UsageError(f"--adapt-norm must be 0 (off) or a number of seconds >= 1, got {args.adapt_norm}")
-    if args.adapt_norm and not args.cv_only:  # neither a checkpoint nor evaluate.py / predict.py adapts
-        raise UsageError("--adapt-norm is a cross-validation probe (DS1 held-out records only): add --cv 4 --cv-only")
+    for flag in ("adapt_norm", "adapt_prior"):
+        v = getattr(args, flag)
+        if not (v == 0 or 1 <= v < math.inf):  # NaN fails both
+            raise UsageError(f"--{flag.replace('_', '-')} must be 0 (off) or a number of seconds >= 1, got {v}")
+        if v and not args.cv_only:  # neither a checkpoint nor evaluate.py / predict.py adapts
+            raise UsageError(f"--{flag.replace('_', '-')} is a cross-validation probe (DS1 held-out records only): "
+                             "add --cv 4 --cv-only")
     if args.adapt_stats != "both" and not args.adapt_norm:
         raise UsageError(f"--adapt-stats {args.adapt_stats} chooses what --adapt-norm adapts: add --adapt-norm S")
     if not 0 <= args.template_swap <= 1:

@@ -34,7 +34,7 @@ from config import MODEL_CONFIGS
 from dataset import DS1, BeatTensors, interpatient_folds, limit_per_class, load_split
 from beats import key_class
 from engine import (OFFSET_GRID, WeightAverage, adapted_predict, class_weights, cpu_state, lr_lambda, make_loss,
-                    patient_balance_weights, predict, train_one_epoch, tune_offsets)
+                    patient_balance_weights, predict, prior_adapted, train_one_epoch, tune_offsets)
 from metrics import bootstrap_ci, classification_metrics, key_class_stats
 from models import Ensemble, create_model
 from options import adopt_checkpoint_args, data_kwargs, parse_args, prepare_run, preproc_from_args
@@ -60,6 +60,7 @@ class FitOptions:
     ema_epochs: float = 0.0     # > 0: evaluate and keep a moving average of the weights (engine.WeightAverage)
     adapt_norm: float = 0.0     # > 0: validate with BN statistics adapted per record (engine.adapted_predict)
     adapt_stats: str = "both"   # which BN statistics adapt: "both" (means and variances) or "mean"
+    adapt_prior: float = 0.0    # > 0: validate with class priors adapted per record (engine.prior_adapted)
     stop_epoch: int | None = None  # stop after this epoch of the `epochs`-long schedule (--cv's final fit)
 
     @classmethod
@@ -70,7 +71,7 @@ class FitOptions:
                    patient_balance=args.patient_balance,
                    augment_fs=args.fs if args.augment else None, quiet=args.quiet,
                    ema_epochs=args.ema_epochs, template_swap=args.template_swap, adapt_norm=args.adapt_norm,
-                   adapt_stats=args.adapt_stats)
+                   adapt_stats=args.adapt_stats, adapt_prior=args.adapt_prior)
 
 
 def new_state() -> dict:
@@ -144,6 +145,11 @@ def fit(model, tr: BeatTensors, va: BeatTensors | None, class_names: list[str], 
                     vp, vprob, va_loss = (adapted_predict(evaluated, va, opts.batch_size, use_rr, opts.adapt_norm,
                                                           loss_fn, opts.adapt_stats) if opts.adapt_norm
                                           else predict(evaluated, va, opts.batch_size, use_rr, loss_fn))
+                    if opts.adapt_prior:  # outputs re-weighted for each record's own class prior
+                        vprob = prior_adapted(vprob, va.record, va.rpeak, int(round(opts.adapt_prior * model.io.fs)),
+                                              np.bincount(tr.y.cpu().numpy(), minlength=len(class_names)) / len(tr))
+                        vp, vy = vprob.argmax(1), va.y.cpu().numpy()
+                        va_loss = float(-np.log(np.clip(vprob[np.arange(len(vy)), vy], 1e-12, None)).mean())
                     va_m = classification_metrics(va.y.cpu().numpy(), vp, class_names)
                     if on_epoch:
                         on_epoch(epoch, vp, va_loss, vprob)

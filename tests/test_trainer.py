@@ -171,6 +171,8 @@ def test_resume_after_interrupt_ends_like_uninterrupted(mitbih_dir, tmp_path, ex
     (["--split", "interpatient", "--cv", "4", "--cv-only", "--adapt-norm", "0.5"], "--adapt-norm must be 0 (off)"),
     (["--split", "interpatient", "--cv", "4", "--cv-only", "--adapt-norm", "nan"], "--adapt-norm must be 0 (off)"),
     (["--adapt-stats", "mean"], "--adapt-stats mean chooses what --adapt-norm adapts"),
+    (["--adapt-prior", "300"], "--adapt-prior is a cross-validation probe"),
+    (["--split", "interpatient", "--cv", "4", "--cv-only", "--adapt-prior", "-1"], "--adapt-prior must be 0 (off)"),
     (["--ensemble", "2", "--split", "interpatient", "--cv", "2", "--cv-offsets"], "does not combine with --ensemble"),
 ])
 def test_bad_arguments(mitbih_dir, tmp_path, capsys, extra, match):
@@ -629,20 +631,51 @@ def test_adapted_predict_uses_only_the_records_earlier_beats(stats):
     assert not np.allclose(e[4:12], p[4:12], atol=1e-4) and np.allclose(e[12:], p[12:], atol=1e-6)
 
 
-def test_adapt_norm_cv_probe_changes_only_the_held_out_predictions(mitbih_dir, tmp_path):
-    """--cv-only --adapt-norm: the report records it, and the held-out predictions (of the same
-    trained weights: validation does not steer a cross-validation fold) differ from a plain run's."""
+def test_adapt_probes_change_only_the_held_out_predictions(mitbih_dir, tmp_path):
+    """--cv-only --adapt-norm / --adapt-prior: the report records them, and the held-out predictions
+    (of the same trained weights: validation does not steer a cross-validation fold) differ from a
+    plain run's."""
     args = ["--split", "interpatient", "--classes", "aami5", "--cv", "2", "--cv-only", "--epochs", "2",
             "--class-limit", "60", "--device", "cpu", "--root", str(mitbih_dir), "--no-download", "--quiet",
             "--bootstrap", "0", "--threads", "1"]
-    for name, extra in (("plain", []), ("adapted", ["--adapt-norm", "300", "--adapt-stats", "mean"])):
+    runs = (("plain", []), ("adapted", ["--adapt-norm", "300", "--adapt-stats", "mean"]),
+            ("prior", ["--adapt-prior", "300"]))
+    for name, extra in runs:
         assert trainer.main([*args, "--out-dir", str(tmp_path / name), *extra]) == 0
-    plain, adapted = (json.loads(next((tmp_path / n).glob("cv_report_*.json")).read_text())
-                      for n in ("plain", "adapted"))
+    plain, adapted, prior = (json.loads(next((tmp_path / n).glob("cv_report_*.json")).read_text()) for n, _ in runs)
     assert (adapted["args"]["adapt_norm"], adapted["args"]["adapt_stats"]) == (300.0, "mean")
-    assert plain["args"]["adapt_norm"] == 0.0
-    assert plain["cv"]["held_out"]["y"] == adapted["cv"]["held_out"]["y"]
-    assert plain["cv"]["held_out"]["pred"] != adapted["cv"]["held_out"]["pred"]
+    assert prior["args"]["adapt_prior"] == 300.0 and plain["args"]["adapt_norm"] == plain["args"]["adapt_prior"] == 0.0
+    for other in (adapted, prior):
+        assert plain["cv"]["held_out"]["y"] == other["cv"]["held_out"]["y"]
+        assert plain["cv"]["held_out"]["pred"] != other["cv"]["held_out"]["pred"]
+
+
+def test_prior_adapted_recovers_a_records_class_prior_causally():
+    """engine.prior_adapted (--adapt-prior): with Bayes posteriors computed under the training
+    prior (0.9, 0.1) for a record whose classes are (0.5, 0.5), the later blocks' outputs approach
+    the posteriors under the record's prior (computed by hand from the two Gaussians); block 0 is
+    unchanged; a block's output does not depend on later blocks or on another record."""
+    rng = np.random.default_rng(0)
+    n = 4000
+    y = (rng.random(n) < 0.5).astype(int)
+    x = rng.normal(2.0 * y, 1.0)
+
+    def posterior(prior):  # class 0 ~ N(0, 1), class 1 ~ N(2, 1)
+        lik = np.stack([prior[0] * np.exp(-x ** 2 / 2), prior[1] * np.exp(-(x - 2) ** 2 / 2)], 1)
+        return lik / lik.sum(1, keepdims=True)
+    p = posterior([0.9, 0.1])
+    record, rpeak = np.zeros(n, int), np.arange(n) * 100  # blocks of 1000 beats at block = 100000
+    out = engine.prior_adapted(p, record, rpeak, 100000, np.array([0.9, 0.1]))
+    assert np.array_equal(out[:1000], p[:1000])
+    assert np.abs(out[1000:] - posterior([0.5, 0.5])[1000:]).max() < 0.05
+    assert (out.argmax(1) == y).mean() > (p.argmax(1) == y).mean() + 0.05
+    later = p.copy()
+    later[3000:] = [1.0, 0.0]  # the last block changed: nothing before it moves
+    assert np.array_equal(engine.prior_adapted(later, record, rpeak, 100000, np.array([0.9, 0.1]))[:3000],
+                          out[:3000])
+    two = engine.prior_adapted(np.concatenate([p, p[:2000, ::-1]]), np.r_[record, np.ones(2000, int)],
+                               np.r_[rpeak, rpeak[:2000]], 100000, np.array([0.9, 0.1]))
+    assert np.array_equal(two[:n], out)
 
 
 def test_adapted_means_keep_the_training_variance():
