@@ -90,6 +90,24 @@ def member_seed(seed: int, member: int) -> int:
     return seed + MEMBER_SEED_STEP * member
 
 
+def validate(model, va: BeatTensors, tr: BeatTensors, opts: FitOptions, use_rr: bool,
+             loss_fn) -> tuple[np.ndarray, np.ndarray, float]:
+    """The validation part's (predictions, probabilities, loss). The --cv-only probes adapt them to
+    each held-out record without labels: --adapt-norm its BatchNorm statistics, --adapt-prior its
+    class prior (then the loss is the re-weighted outputs' negative log-likelihood)."""
+    if opts.adapt_norm:
+        vp, vprob, loss = adapted_predict(model, va, opts.batch_size, use_rr, opts.adapt_norm, loss_fn,
+                                          opts.adapt_stats)
+    else:
+        vp, vprob, loss = predict(model, va, opts.batch_size, use_rr, loss_fn)
+    if opts.adapt_prior:
+        y = va.y.cpu().numpy()
+        train_prior = np.bincount(tr.y.cpu().numpy(), minlength=vprob.shape[1]) / len(tr)
+        vprob = prior_adapted(vprob, va.record, va.rpeak, int(round(opts.adapt_prior * model.io.fs)), train_prior)
+        vp, loss = vprob.argmax(1), float(-np.log(np.clip(vprob[np.arange(len(y)), y], 1e-12, None)).mean())
+    return vp, vprob, loss
+
+
 def fit(model, tr: BeatTensors, va: BeatTensors | None, class_names: list[str], opts: FitOptions,
         state: dict, save_state: Callable[[dict], None], device, log=log,
         on_epoch: Callable[[int, np.ndarray, float, np.ndarray], None] | None = None,
@@ -142,14 +160,7 @@ def fit(model, tr: BeatTensors, va: BeatTensors | None, class_names: list[str], 
             if world.is_main:  # rank 0 validates, keeps the state and prints; the others await its decision
                 va_m, va_loss = {"macro_f1": None, "accuracy": None}, None
                 if va is not None:
-                    vp, vprob, va_loss = (adapted_predict(evaluated, va, opts.batch_size, use_rr, opts.adapt_norm,
-                                                          loss_fn, opts.adapt_stats) if opts.adapt_norm
-                                          else predict(evaluated, va, opts.batch_size, use_rr, loss_fn))
-                    if opts.adapt_prior:  # outputs re-weighted for each record's own class prior
-                        vprob = prior_adapted(vprob, va.record, va.rpeak, int(round(opts.adapt_prior * model.io.fs)),
-                                              np.bincount(tr.y.cpu().numpy(), minlength=len(class_names)) / len(tr))
-                        vp, vy = vprob.argmax(1), va.y.cpu().numpy()
-                        va_loss = float(-np.log(np.clip(vprob[np.arange(len(vy)), vy], 1e-12, None)).mean())
+                    vp, vprob, va_loss = validate(evaluated, va, tr, opts, use_rr, loss_fn)
                     va_m = classification_metrics(va.y.cpu().numpy(), vp, class_names)
                     if on_epoch:
                         on_epoch(epoch, vp, va_loss, vprob)
