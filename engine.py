@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import math
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -141,32 +142,39 @@ def _scaled_by(var: torch.Tensor):
     return hook
 
 
-def adapted_predict(model: nn.Module, part: BeatTensors, batch_size: int, use_rr: bool, block_s: float,
+def record_blocks(record: np.ndarray, rpeak: np.ndarray, block: int) -> Iterator[list[np.ndarray]]:
+    """For each record, the row indices of its beats in consecutive blocks of `block` samples by
+    R-peak time, earliest block first (empty blocks left out): the unit the --cv-only adaptation
+    probes update on, each block seeing only the ones before it."""
+    blk = np.floor_divide(rpeak, block)  # (N,) block of each beat in its record
+    for r in np.unique(record):
+        in_r = np.flatnonzero(record == r)
+        yield [in_r[blk[in_r] == b] for b in np.unique(blk[in_r])]
+
+
+def adapted_predict(model: nn.Module, part: BeatTensors, batch_size: int, use_rr: bool, block: int,
                     loss_fn=None, stats: str = "both") -> tuple[np.ndarray, np.ndarray, float]:
     """`predict` with BatchNorm statistics adapted to each record from its own earlier beats
-    (--adapt-norm; AdaBN, Li et al. 2016, made causal): a record is cut into blocks of `block_s`
-    seconds by R-peak time; block 0 is predicted with the training statistics, block b with the
-    mean of the batch statistics of blocks 0..b-1. No label, later beat or other record is used,
-    and `model` is not changed (each record adapts a copy). Why: a new patient's beats sit
-    elsewhere in feature space than the training patients'; re-centring the features on the
-    wearer's own beats is what a monitor can do without labels. `stats` "mean": only the means
+    (--adapt-norm; AdaBN, Li et al. 2016, made causal): a record is cut into blocks of `block`
+    samples by R-peak time (record_blocks); block 0 is predicted with the training statistics,
+    block b with the mean of the batch statistics of blocks 0..b-1. No label, later beat or other
+    record is used, and `model` is not changed (each record adapts a copy). Why: a new patient's
+    beats sit elsewhere in feature space than the training patients'; re-centring the features on
+    the wearer's own beats is what a monitor can do without labels. `stats` "mean": only the means
     adapt, the variances stay the training ones. -> as `predict`."""
     if part.record is None or part.rpeak is None:
         raise ValueError("adapted_predict needs each beat's record and R-peak sample")
     model.eval()
-    fs = model.io.fs
-    block = np.floor_divide(part.rpeak, int(round(block_s * fs)))  # (N,) block of each beat in its record
     logits = torch.empty((len(part), model.num_classes), device=part.y.device)
     bs = max(batch_size, 512)
-    for r in np.unique(part.record):
-        in_r = np.flatnonzero(part.record == r)
+    for blocks in record_blocks(part.record, part.rpeak, block):
         m = copy.deepcopy(model)
         m.requires_grad_(False)  # statistics passes build no graph
         bns = [b for b in m.modules() if isinstance(b, nn.modules.batchnorm._BatchNorm)]
         train_var = [bn.running_var.clone() for bn in bns]
-        blocks, adapted = np.unique(block[in_r]), False
-        for i, b in enumerate(blocks):
-            rows = torch.from_numpy(in_r[block[in_r] == b]).to(part.y.device)
+        adapted = False
+        for i, rows in enumerate(blocks):
+            rows = torch.from_numpy(rows).to(part.y.device)
             x, rr = part.x[rows], part.rr[rows] if use_rr else None
             with torch.no_grad():
                 for lo in range(0, len(rows), bs):
@@ -199,17 +207,15 @@ def prior_adapted(prob: np.ndarray, record: np.ndarray, rpeak: np.ndarray, block
                   train_prior: np.ndarray, iters: int = 100) -> np.ndarray:
     """Class probabilities re-weighted per record for the record's own class prior (--adapt-prior;
     Saerens, Latinne & Decaestecker 2002, made causal): a record is cut into blocks of `block`
-    samples by R-peak time; block 0 keeps the model's output, block b is re-weighted by
+    samples by R-peak time (record_blocks); block 0 keeps the model's output, block b is re-weighted by
     prior / train_prior, the prior estimated by EM from the outputs on the record's blocks 0..b-1.
     No label, later beat or other record is used. Why: patients differ most in how many S and V
     beats they have, and a net trained on DS1's mix expects DS1's. (N, C) -> (N, C)."""
     out = prob.astype(np.float64, copy=True)
     base = np.clip(np.asarray(train_prior, np.float64), 1e-6, None)  # (C,)
-    blk = np.floor_divide(rpeak, block)
-    for r in np.unique(record):
-        in_r = np.flatnonzero(record == r)
-        for b in np.unique(blk[in_r])[1:]:
-            seen = prob[in_r[blk[in_r] < b]].astype(np.float64)  # (n, C) the record's earlier outputs
+    for blocks in record_blocks(record, rpeak, block):
+        for b in range(1, len(blocks)):
+            seen = prob[np.concatenate(blocks[:b])].astype(np.float64)  # (n, C) the record's earlier outputs
             pi = base
             for _ in range(iters):  # EM: posteriors under the current prior -> their mean
                 q = seen * (pi / base)
@@ -218,7 +224,7 @@ def prior_adapted(prob: np.ndarray, record: np.ndarray, rpeak: np.ndarray, block
                 pi = new
                 if done:
                     break
-            rows = in_r[blk[in_r] == b]
+            rows = blocks[b]
             q = out[rows] * (pi / base)
             out[rows] = q / q.sum(1, keepdims=True)
     return out.astype(prob.dtype)

@@ -95,15 +95,16 @@ def validate(model, va: BeatTensors, tr: BeatTensors, opts: FitOptions, use_rr: 
     """The validation part's (predictions, probabilities, loss). The --cv-only probes adapt them to
     each held-out record without labels: --adapt-norm its BatchNorm statistics, --adapt-prior its
     class prior (then the loss is the re-weighted outputs' negative log-likelihood)."""
+    samples = lambda sec: int(round(sec * model.io.fs))  # noqa: E731  (a probe's block length)
     if opts.adapt_norm:
-        vp, vprob, loss = adapted_predict(model, va, opts.batch_size, use_rr, opts.adapt_norm, loss_fn,
+        vp, vprob, loss = adapted_predict(model, va, opts.batch_size, use_rr, samples(opts.adapt_norm), loss_fn,
                                           opts.adapt_stats)
     else:
         vp, vprob, loss = predict(model, va, opts.batch_size, use_rr, loss_fn)
     if opts.adapt_prior:
         y = va.y.cpu().numpy()
         train_prior = np.bincount(tr.y.cpu().numpy(), minlength=vprob.shape[1]) / len(tr)
-        vprob = prior_adapted(vprob, va.record, va.rpeak, int(round(opts.adapt_prior * model.io.fs)), train_prior)
+        vprob = prior_adapted(vprob, va.record, va.rpeak, samples(opts.adapt_prior), train_prior)
         vp, loss = vprob.argmax(1), float(-np.log(np.clip(vprob[np.arange(len(y)), y], 1e-12, None)).mean())
     return vp, vprob, loss
 

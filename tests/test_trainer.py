@@ -616,18 +616,18 @@ def test_adapted_predict_uses_only_the_records_earlier_beats(stats):
     before = {k: v.clone() for k, v in model.state_dict().items()}
     part = _adapt_part()
     _, plain, _ = engine.predict(model, part, 64, True)
-    _, p, _ = engine.adapted_predict(model, part, 64, True, 300, stats=stats)
+    _, p, _ = engine.adapted_predict(model, part, 64, True, 300 * 360, stats=stats)
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
     first = np.r_[0:4, 12:16]  # each record's first block: the training statistics
     assert np.allclose(p[first], plain[first], atol=1e-6) and not np.allclose(p[4:8], plain[4:8], atol=1e-4)
     changed = _adapt_part()
     changed.x[8:12] *= 5   # record 100's last block
     changed.x[16:] += 3    # record 101's second block
-    _, q, _ = engine.adapted_predict(model, changed, 64, True, 300, stats=stats)
+    _, q, _ = engine.adapted_predict(model, changed, 64, True, 300 * 360, stats=stats)
     assert np.allclose(q[:8], p[:8], atol=1e-6) and np.allclose(q[12:16], p[12:16], atol=1e-6)
     earlier = _adapt_part()
     earlier.x[:4] *= 3     # record 100's first block moves the statistics its later blocks see
-    _, e, _ = engine.adapted_predict(model, earlier, 64, True, 300, stats=stats)
+    _, e, _ = engine.adapted_predict(model, earlier, 64, True, 300 * 360, stats=stats)
     assert not np.allclose(e[4:12], p[4:12], atol=1e-4) and np.allclose(e[12:], p[12:], atol=1e-6)
 
 
