@@ -197,7 +197,32 @@ def _median_rows(w: np.ndarray) -> np.ndarray:
     return 0.5 * (p[:, :h].max(1) + p[:, h])         # lower middle = largest of the lower half
 
 
-def running_template(windows: np.ndarray, history: int = 256, every: int = 64) -> np.ndarray:
+def sinus_like(rpeaks: np.ndarray, fs: int, mid: int = 32, q: float = 0.8, min_sec: float = 0.02) -> np.ndarray:
+    """Which beats are unlikely to be premature, without labels: pre-RR >= the `q` quantile of
+    the last `mid` pre-RRs (this beat's included; rr_sinus's quantile). (n,) bool, causal.
+
+    A premature beat has a short pre-RR; a sinus beat after a compensatory pause, a pause, or in
+    the slower phase of sinus rhythm has one of the longest. So these beats stay mostly sinus
+    where ectopic beats are frequent, even where they outnumber the sinus beats."""
+    rpeaks = np.asarray(rpeaks)
+    n = len(rpeaks)
+    if n < 2:
+        return np.ones(n, bool)
+    pre, _ = _intervals(rpeaks, fs, min_sec)           # (n,) seconds
+    lo = np.maximum(0, np.arange(n) + 1 - mid)         # the last `mid` pre-RRs, own included
+    return pre >= _trailing_quantile(pre, lo, q)
+
+
+def _median_of(w: np.ndarray, ok: np.ndarray | None, min_eligible: int) -> np.ndarray:
+    """Median of the rows of w (m, T) that `ok` marks, or of all rows when fewer than
+    `min_eligible` are marked (or ok is None). (T,)"""
+    if ok is not None and ok.sum() >= min_eligible:
+        w = w[ok]
+    return _median_rows(w)
+
+
+def running_template(windows: np.ndarray, history: int = 256, every: int = 64,
+                     eligible: np.ndarray | None = None, min_eligible: int = 8) -> np.ndarray:
     """Causal running-median beat template of every beat: (n, T) float32.
 
     `windows` (n, T) are the windows of ALL the record's beats, in order (labels are unknown in
@@ -206,6 +231,8 @@ def running_template(windows: np.ndarray, history: int = 256, every: int = 64) -
     `every` beats: beat i uses the beats [max(0, j - history), j) with j = (i // every) * every.
     The first block (j = 0, no past) uses the median of beats [0, i], i.e. the first beat's
     template is itself. Records shorter than the history use what they have.
+    `eligible` (n,) bool, when given (e.g. `sinus_like`): only the eligible beats of that span
+    enter the median, unless fewer than `min_eligible` are; then all of the span's beats do.
     """
     n, window = windows.shape
     out = np.empty((n, window), np.float32)
@@ -213,12 +240,26 @@ def running_template(windows: np.ndarray, history: int = 256, every: int = 64) -
         return out
     if history < 1 or every < 1:
         raise ValueError(f"history and every must be >= 1, got {history}, {every}")
+    if eligible is not None and len(eligible) != n:
+        raise ValueError(f"eligible has {len(eligible)} entries for {n} windows")
     w = np.asarray(windows, np.float32)                # (n, T)
+    ok = None if eligible is None else np.asarray(eligible, bool)
+
+    def span(a: int, b: int) -> np.ndarray:            # (T,) median over beats [a, b)
+        return _median_of(w[a:b], None if ok is None else ok[a:b], min_eligible)
+
     for i in range(min(every, n)):                     # first block: median of what exists
-        out[i] = _median_rows(w[:i + 1])
+        out[i] = span(0, i + 1)
     for j in range(every, n, every):
-        out[j:j + every] = _median_rows(w[max(0, j - history):j])  # (T,)
+        out[j:j + every] = span(max(0, j - history), j)  # (T,)
     return out
+
+
+# How the template's beats are chosen (PreprocConfig.template_from): None = every beat
+TEMPLATE_FROM: dict[str, Callable[[np.ndarray, int], np.ndarray | None]] = {
+    "all": lambda rpeaks, fs: None,
+    "sinus": sinus_like,
+}
 
 
 def relative_scale(beats: np.ndarray, templates: np.ndarray, floor: float = 0.05,

@@ -16,6 +16,7 @@ from beats import RR_FEATURES
 from config import DATA_DEFAULTS, SPLIT_PRESETS, TRAIN_DEFAULTS
 from dataset import SPLIT_MODES
 from engine import CLASS_WEIGHTINGS
+from features import TEMPLATE_FROM
 from models import MODEL_NAMES, TEMPLATE_MODES
 from utils import NORMALIZERS, PreprocConfig
 
@@ -95,6 +96,10 @@ def build_parser(suppress: bool = False) -> argparse.ArgumentParser:
     add("--template", action=argparse.BooleanOptionalAction, help="give the model a 2nd channel: the record's "
         f"running median beat (previous {D['template_beats']} beats, causal), beat and template on the template's scale "
         "instead of --normalize (default: off" + _preset("template") + ")")
+    add("--template-from", choices=sorted(TEMPLATE_FROM), default=D["template_from"], help="which of the previous "
+        "beats make the template: 'all'; 'sinus' = only those whose pre-RR is at least the 0.8 quantile of the last "
+        "32, i.e. not premature, so frequent ectopic beats do not become the usual beat (needs --template) "
+        f"(default: {D['template_from']}" + _preset("template_from") + ")")
     add("--template-mode", choices=TEMPLATE_MODES, default=T["template_mode"], help="how the model sees the "
         "template: 'channel' = as the stem's 2nd input channel; 'difference' = one feature extractor runs on beat "
         "and template and the head gets the difference of their features, so morphology counts only relative to "
@@ -196,6 +201,8 @@ def check_args(args: argparse.Namespace) -> None:
         raise UsageError(f"--adapt-stats {args.adapt_stats} chooses what --adapt-norm adapts: add --adapt-norm S")
     if not 0 <= args.template_swap <= 1:
         raise UsageError(f"--template-swap must be a number in [0, 1], got {args.template_swap}")
+    if args.template_from != DATA_DEFAULTS["template_from"] and not args.template:
+        raise UsageError(f"--template-from {args.template_from} chooses the template's beats: add --template")
     if args.template_swap and not args.template:
         raise UsageError("--template-swap moves beats between templates: add --template")
     if not 0 <= args.patient_balance <= 1:
@@ -222,7 +229,8 @@ def check_args(args: argparse.Namespace) -> None:
 
 def preproc_from_args(args: argparse.Namespace) -> PreprocConfig:
     return PreprocConfig(fs=args.fs, segment_sec=args.segment_sec, classes=args.classes,
-                         normalize=args.normalize, rr_features=args.rr_features, template=args.template)
+                         normalize=args.normalize, rr_features=args.rr_features, template=args.template,
+                         template_from=args.template_from)
 
 
 def explicit_records(args: argparse.Namespace) -> dict | None:

@@ -65,6 +65,7 @@ class PreprocConfig:
     template: bool = DATA_DEFAULTS["template"]            # + running-median template channel
     template_beats: int = DATA_DEFAULTS["template_beats"]
     template_every: int = DATA_DEFAULTS["template_every"]
+    template_from: str = DATA_DEFAULTS["template_from"]  # which previous beats (features.TEMPLATE_FROM)
 
     @property
     def window(self) -> int:
@@ -95,6 +96,9 @@ class PreprocConfig:
             raise DataError(f"unknown --rr-features {self.rr_features!r}; choose one of {sorted(RR_FEATURES)}")
         if self.template_beats < 1 or self.template_every < 1:
             raise DataError("template_beats and template_every must be >= 1")
+        if self.template_from not in features.TEMPLATE_FROM:
+            raise DataError(f"unknown --template-from {self.template_from!r}; choose one of "
+                            f"{sorted(features.TEMPLATE_FROM)}")
         lo, hi = self.band
         if not 0 < lo < hi < self.fs / 2:
             raise DataError(f"band-pass {self.band} Hz must satisfy 0 < low < high < fs/2 = {self.fs / 2}")
@@ -386,7 +390,8 @@ def beat_inputs(filt: np.ndarray, rpeaks: np.ndarray, cfg: PreprocConfig, *, pad
     - pad_edges=True (predict.py: every beat needs a label): windows come from `padded_windows`,
       so every beat is kept; beats away from the ends get exactly the training input.
     - cfg.template: every beat's window is cut once (`padded_windows`); x and tm are the beat and
-      the median of the record's previous cfg.template_beats windows (features.running_template),
+      the median of the record's previous cfg.template_beats windows (features.running_template;
+      with cfg.template_from "sinus" only those of beats that were not early, features.sinus_like),
       both on the template's scale
       (features.relative_scale: amplitude relative to the patient's usual beat is kept);
       otherwise x is normalised per window (cfg.normalize) and tm is None.
@@ -402,7 +407,8 @@ def beat_inputs(filt: np.ndarray, rpeaks: np.ndarray, cfg: PreprocConfig, *, pad
             fill_windows(x, filt, rpeaks[kept], cfg.normalize)
         return x, None, rr[kept], kept
     w = padded_windows(filt, rpeaks, cfg.window)  # (n, T) raw: the template needs every beat's window
-    tm = features.running_template(w, cfg.template_beats, cfg.template_every)[kept]
+    eligible = features.TEMPLATE_FROM[cfg.template_from](rpeaks, cfg.fs)  # (n,) bool or None (all)
+    tm = features.running_template(w, cfg.template_beats, cfg.template_every, eligible)[kept]
     x[:], tm = features.relative_scale(w[kept], tm)
     return x, tm, rr[kept], kept
 

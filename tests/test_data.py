@@ -256,7 +256,8 @@ def test_cache_key_changes_with_every_parameter(mitbih_dir):
     base = cache_key(CFG, recs, mitbih_dir)
     variants = [PreprocConfig(fs=250), PreprocConfig(segment_sec=1.0), PreprocConfig(classes="aami5"),
                 PreprocConfig(normalize="minmax"), PreprocConfig(band=(1.0, 40.0)),
-                PreprocConfig(filter_order=3), PreprocConfig(lead_policy=("V5", "MLII"))]
+                PreprocConfig(filter_order=3), PreprocConfig(lead_policy=("V5", "MLII")),
+                PreprocConfig(template=True), PreprocConfig(template=True, template_from="sinus")]
     keys = {cache_key(v, recs, mitbih_dir) for v in variants} | {cache_key(CFG, ["100"], mitbih_dir)}
     assert base not in keys and len(keys) == len(variants) + 1
     assert cache_key(CFG, recs, mitbih_dir) == base
@@ -384,3 +385,23 @@ def test_template_and_patient_features_are_finite_on_a_v5_record(mitbih_dir, tmp
     again = load_beats(mitbih_dir, cfg, records=["104"], cache_dir=tmp_path, download=False, log=lambda m: None)
     cached = load_beats(mitbih_dir, cfg, records=["104"], cache_dir=tmp_path, download=False, log=lambda m: None)
     assert np.array_equal(again.tm, cached.tm) and np.array_equal(again.tm, d.tm)
+
+
+def test_sinus_template_is_the_median_of_the_not_early_beats(mitbih_dir):
+    """--template-from sinus, on a real record, is running_template over sinus_like's beats (the
+    one record-to-inputs path feeds it); it differs from the all-beats template only where the
+    span holds early beats, and the beat channel is still the beat on the template's scale."""
+    import features
+    from utils import beat_inputs, filtered_signal, padded_windows, read_record
+    cfg = PreprocConfig(template=True, template_from="sinus", segment_sec=1.2)
+    sig, samp, _, _ = read_record(mitbih_dir, "119", cfg)
+    filt = filtered_signal(sig, cfg)
+    x, tm, _, kept = beat_inputs(filt, samp, cfg)
+    w = padded_windows(filt, samp, cfg.window)
+    ok = features.sinus_like(samp, cfg.fs)
+    assert 0.1 < ok.mean() < 0.9
+    ref = features.running_template(w, cfg.template_beats, cfg.template_every, ok)[kept]
+    xs, ts = features.relative_scale(w[kept], ref)
+    assert np.array_equal(tm, ts) and np.array_equal(x, xs)
+    _, tm_all, _, _ = beat_inputs(filt, samp, PreprocConfig(template=True, segment_sec=1.2))
+    assert not np.array_equal(tm, tm_all)

@@ -229,6 +229,42 @@ def test_template_causal():
         assert np.array_equal(got[:k + 1], base[:k + 1])
 
 
+
+def test_sinus_like_hand_computed_and_edges():
+    # RRs (samples): five of 288, an early beat (200) and its pause (380), two of 288, again
+    r = np.cumsum(np.r_[0, [288] * 5, 200, 380, 288, 288, 200, 380])
+    got = F.sinus_like(r, 360)
+    # beat 8: last 9 pre-RRs sorted [200, 288 x 7, 380], 0.8 quantile at position 6.4 -> 288 <= 288
+    assert got.tolist() == [True] * 6 + [False, True, True, True, False, True]
+    assert F.sinus_like(np.array([5]), 360).tolist() == [True]
+    assert F.sinus_like(np.array([], np.int64), 360).tolist() == []
+    assert F.sinus_like(np.array([0, 0, 0, 400]), 360).dtype == bool   # duplicates: clamped RR
+
+
+def test_sinus_like_causal():
+    rng = np.random.default_rng(0)
+    r = np.cumsum(rng.integers(150, 400, 80))
+    base = F.sinus_like(r, 360)
+    for k in (0, 5, 40):
+        r2 = r.copy()
+        r2[k + 1:] += rng.integers(1, 90)                              # move every later beat
+        assert np.array_equal(F.sinus_like(r2, 360)[:k + 1], base[:k + 1])
+
+
+def test_template_eligible_beats_only_with_fallback():
+    sig, pk = _sig_and_peaks()
+    w = sig[pk[:, None] - 30 + np.arange(60)]
+    ok = np.arange(len(pk)) % 3 == 0                                   # beats 0, 3, 6, 9, ...
+    tm = F.running_template(padded_windows(sig, pk, 60), history=9, every=1, eligible=ok, min_eligible=3)
+    assert np.allclose(tm[12], np.median(w[[3, 6, 9]], 0))             # the eligible of beats 3..11
+    tm = F.running_template(padded_windows(sig, pk, 60), history=9, every=1, eligible=ok, min_eligible=4)
+    assert np.allclose(tm[12], np.median(w[3:12], 0))                  # too few: all of the span
+    all_ok = F.running_template(padded_windows(sig, pk, 60), history=8, every=4, eligible=np.ones(len(pk), bool))
+    assert np.array_equal(all_ok, F.running_template(padded_windows(sig, pk, 60), history=8, every=4))
+    with pytest.raises(ValueError):
+        F.running_template(padded_windows(sig, pk, 60), eligible=ok[:-1])
+
+
 # ------------------------------------------------------------------------------ relative_scale
 
 def test_relative_scale_keeps_relative_amplitude():

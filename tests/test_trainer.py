@@ -165,6 +165,8 @@ def test_resume_after_interrupt_ends_like_uninterrupted(mitbih_dir, tmp_path, ex
     (["--template-mode", "difference"], "--template-mode difference needs the template"),
     (["--template-mode", "sum"], "invalid choice: 'sum'"),
     (["--template-swap", "0.5"], "--template-swap moves beats between templates: add --template"),
+    (["--template-from", "sinus"], "--template-from sinus chooses the template's beats: add --template"),
+    (["--template", "--template-from", "nope"], "invalid choice: 'nope'"),
     (["--template", "--template-swap", "1.5"], "--template-swap must be a number in [0, 1]"),
     (["--template", "--template-swap", "nan"], "--template-swap must be a number in [0, 1]"),
     (["--adapt-norm", "300"], "--adapt-norm is a cross-validation probe"),
