@@ -84,9 +84,8 @@ def export_metadata(ckpt: Checkpoint, checkpoint: str, fmt: str = ONNX_FORMAT, v
                   "applied forwards and backwards (zero phase) to the whole record",
                   "normalize": ("channel 0 the beat, channel 1 the median of the record's previous "
                                 f"{cfg.template_beats} beat windows (recomputed every {cfg.template_every} "
-                                "beats" + (", only those of beats whose pre-RR is at least the 0.8 quantile of "
-                                           "the last 32 pre-RRs, features.sinus_like"
-                                           if cfg.template_from == "sinus" else "")
+                                "beats" + ("" if cfg.template_from == "all" else ", only the beats that "
+                                           f"features.TEMPLATE_FROM[{cfg.template_from!r}] chooses")
                                 + "), both minus the template's mean and divided by its std "
                                 "(features.running_template, features.relative_scale)")
                   if cfg.template else cfg.normalize + " per window"},

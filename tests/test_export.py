@@ -95,6 +95,18 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, case):
     assert not list(tmp_path.glob("*.ts")) and not list(tmp_path.glob("*.onnx")) and not list(tmp_path.rglob("*.tmp"))
 
 
+@pytest.mark.parametrize("source,says", [("all", False), ("sinus", True)])
+def test_metadata_says_which_beats_make_the_template(tmp_path, source, says):
+    """A checkpoint trained with --template-from sinus tells a deployment so: liteecg.json's
+    preprocessing holds template_from and the input description names the beat choice."""
+    from checkpoint import Checkpoint
+    cfg = PreprocConfig(template=True, template_from=source)
+    make_checkpoint(tmp_path / "m.pt", "liteecgnet", 0, cfg=cfg)
+    meta = export.export_metadata(Checkpoint.load(tmp_path / "m.pt"), str(tmp_path / "m.pt"))
+    assert meta["preprocessing"]["template_from"] == source
+    assert ("TEMPLATE_FROM['sinus']" in meta["input"]["normalize"]) is says
+
+
 def test_template_model_exports_with_its_input_contract(tmp_path):
     """Two input channels and patient-relative RR standardised inside the model: the file takes
     (B, 2, T) and (B, 8), and liteecg.json says what the channels and features are."""
