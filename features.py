@@ -41,12 +41,21 @@ def _trailing_mean(v: np.ndarray, lo: np.ndarray) -> np.ndarray:
     return (c[i + 1] - c[lo]) / (i + 1 - lo)
 
 
+def _last_starts(n: int, k: int) -> np.ndarray:
+    """First beat of each of n beats' window of its last `k` intervals (its own included). (n,)"""
+    return np.maximum(0, np.arange(n) + 1 - k)
+
+
+# The sinus cycle's estimate shared by rr_sinus and sinus_like: this quantile of the last so many pre-RRs
+SINUS_Q, SINUS_MID = 0.8, 32
+
+
 def _window_starts(rpeaks: np.ndarray, fs: int, long_sec: float, local: int) -> tuple[np.ndarray, np.ndarray]:
     """First beat of each beat's long-term window (R peaks within `long_sec` s before it) and of
     its local window (the last `local` intervals): ((n,), (n,)) indices, both <= the beat's own."""
     i = np.arange(len(rpeaks))
     t = rpeaks.astype(np.float64)
-    return np.minimum(np.searchsorted(t, t - long_sec * fs, side="left"), i), np.maximum(0, i + 1 - local)
+    return np.minimum(np.searchsorted(t, t - long_sec * fs, side="left"), i), _last_starts(len(i), local)
 
 
 def rr_context(rpeaks: np.ndarray, fs: int, long_sec: float = 300.0, local: int = 10,
@@ -147,7 +156,7 @@ def rr_sequence(rpeaks: np.ndarray, fs: int, long_sec: float = 300.0, local: int
     return np.concatenate([base, extra.astype(np.float32)], 1)
 
 
-def rr_sinus(rpeaks: np.ndarray, fs: int, long_sec: float = 300.0, mid: int = 32, q: float = 0.8,
+def rr_sinus(rpeaks: np.ndarray, fs: int, long_sec: float = 300.0, mid: int = SINUS_MID, q: float = SINUS_Q,
              min_sec: float = 0.02) -> np.ndarray:
     """rr_sequence's 16 columns plus pre/post RR over a running upper *quantile* of the RRs
     (beats.RR_FEATURES["sinus"]): the `q` quantile of the past `long_sec` seconds' pre-RRs and of
@@ -197,7 +206,8 @@ def _median_rows(w: np.ndarray) -> np.ndarray:
     return 0.5 * (p[:, :h].max(1) + p[:, h])         # lower middle = largest of the lower half
 
 
-def sinus_like(rpeaks: np.ndarray, fs: int, mid: int = 32, q: float = 0.8, min_sec: float = 0.02) -> np.ndarray:
+def sinus_like(rpeaks: np.ndarray, fs: int, mid: int = SINUS_MID, q: float = SINUS_Q,
+               min_sec: float = 0.02) -> np.ndarray:
     """Which beats are unlikely to be premature, without labels: pre-RR >= the `q` quantile of
     the last `mid` pre-RRs (this beat's included; rr_sinus's quantile). (n,) bool, causal.
 
@@ -209,8 +219,7 @@ def sinus_like(rpeaks: np.ndarray, fs: int, mid: int = 32, q: float = 0.8, min_s
     if n < 2:
         return np.ones(n, bool)
     pre, _ = _intervals(rpeaks, fs, min_sec)           # (n,) seconds
-    lo = np.maximum(0, np.arange(n) + 1 - mid)         # the last `mid` pre-RRs, own included
-    return pre >= _trailing_quantile(pre, lo, q)
+    return pre >= _trailing_quantile(pre, _last_starts(n, mid), q)
 
 
 def _median_of(w: np.ndarray, ok: np.ndarray | None, min_eligible: int) -> np.ndarray:
