@@ -48,6 +48,7 @@ TRAIN_DEFAULTS = {
     "adapt_norm": 0.0,      # > 0 (--cv-only probe): BN statistics per record from its earlier beats, blocks of s (engine.adapted_predict)
     "adapt_stats": "both",  # which BN statistics --adapt-norm re-estimates: both | mean
     "adapt_prior": 0.0,     # > 0 (--cv-only probe): class priors per record from its earlier beats (engine.prior_adapted)
+    "adapt_classes": "",    # with adapt_prior: comma-separated classes whose prior adapts; "" = all
     "template_swap": 0.0,   # > 0: share of training beats moved onto another beat's template (engine.swap_templates)
     "bootstrap": 1000,      # bootstrap resamples for confidence intervals
     "seed": 1337,

@@ -204,15 +204,20 @@ def adapted_predict(model: nn.Module, part: BeatTensors, batch_size: int, use_rr
 
 
 def prior_adapted(prob: np.ndarray, record: np.ndarray, rpeak: np.ndarray, block: int,
-                  train_prior: np.ndarray, iters: int = 100) -> np.ndarray:
+                  train_prior: np.ndarray, iters: int = 100, adapt: np.ndarray | None = None) -> np.ndarray:
     """Class probabilities re-weighted per record for the record's own class prior (--adapt-prior;
     Saerens, Latinne & Decaestecker 2002, made causal): a record is cut into blocks of `block`
     samples by R-peak time (record_blocks); block 0 keeps the model's output, block b is re-weighted by
     prior / train_prior, the prior estimated by EM from the outputs on the record's blocks 0..b-1.
     No label, later beat or other record is used. Why: patients differ most in how many S and V
-    beats they have, and a net trained on DS1's mix expects DS1's. (N, C) -> (N, C)."""
+    beats they have, and a net trained on DS1's mix expects DS1's. `adapt` (C,) bool (--adapt-classes):
+    only these classes' priors are estimated, the others stay at the training prior (the EM under that
+    constraint), since a class seen a few times in training (DS1: 8 Q beats) has a prior that any
+    stray output multiplies. (N, C) -> (N, C)."""
     out = prob.astype(np.float64, copy=True)
     base = np.clip(np.asarray(train_prior, np.float64), 1e-6, None)  # (C,)
+    adapt = np.ones(len(base), bool) if adapt is None else np.asarray(adapt, bool)
+    mass = base[adapt].sum()  # the adapted classes' share, kept: the fixed ones keep theirs
     for blocks in record_blocks(record, rpeak, block):
         for b in range(1, len(blocks)):
             seen = prob[np.concatenate(blocks[:b])].astype(np.float64)  # (n, C) the record's earlier outputs
@@ -220,6 +225,8 @@ def prior_adapted(prob: np.ndarray, record: np.ndarray, rpeak: np.ndarray, block
             for _ in range(iters):  # EM: posteriors under the current prior -> their mean
                 q = seen * (pi / base)
                 new = (q / q.sum(1, keepdims=True)).mean(0)
+                if not adapt.all():
+                    new = np.where(adapt, new / new[adapt].sum() * mass, base)
                 done = np.abs(new - pi).max() < 1e-7
                 pi = new
                 if done:

@@ -21,6 +21,11 @@ from models import MODEL_NAMES, TEMPLATE_MODES
 from utils import NORMALIZERS, PreprocConfig
 
 
+def _names(text: str) -> list[str]:
+    """'N,S,V' -> ['N', 'S', 'V'] ('' -> [])."""
+    return [c.strip() for c in text.split(",") if c.strip()]
+
+
 def _preset(key: str) -> str:
     """'; interpatient: X' for each split preset that sets `key` (config.SPLIT_PRESETS)."""
     shown = lambda v: {True: "on", False: "off"}.get(v, v) if isinstance(v, bool) else v  # noqa: E731
@@ -73,6 +78,9 @@ def build_parser(suppress: bool = False) -> argparse.ArgumentParser:
         "re-weight each held-out record's class probabilities for that record's own class prior, estimated "
         "without labels (EM) from the outputs on its earlier beats, updated every S seconds; 0 = off "
         f"(default: {T['adapt_prior']})")
+    add("--adapt-classes", type=_names, default=T["adapt_classes"], metavar="C,C", help="with --adapt-prior: "
+        "the classes whose prior is re-estimated, comma-separated (e.g. N,S,V); the others keep the training "
+        "prior (default: all)")
     add("--template-swap", type=float, default=T["template_swap"], metavar="P", help="train time, with "
         "--template: move each training beat with probability P onto the template of a random beat of its batch, "
         "mostly another patient's (beat - its template + that template, which becomes its template): the beat's "
@@ -197,6 +205,14 @@ def check_args(args: argparse.Namespace) -> None:
         if v and not args.cv_only:  # neither a checkpoint nor evaluate.py / predict.py adapts
             raise UsageError(f"--{flag.replace('_', '-')} is a cross-validation probe (DS1 held-out records only): "
                              "add --cv 4 --cv-only")
+    if args.adapt_classes:
+        valid = CLASS_NAMES[args.classes]
+        if not args.adapt_prior:
+            raise UsageError("--adapt-classes chooses what --adapt-prior adapts: add --adapt-prior S")
+        bad = [c for c in args.adapt_classes if c not in valid]
+        if bad or len(set(args.adapt_classes)) != len(args.adapt_classes) or len(args.adapt_classes) < 2:
+            raise UsageError(f"--adapt-classes needs two or more distinct names of --classes {args.classes} "
+                             f"({', '.join(valid)}), got {','.join(args.adapt_classes)}")
     if args.adapt_stats != "both" and not args.adapt_norm:
         raise UsageError(f"--adapt-stats {args.adapt_stats} chooses what --adapt-norm adapts: add --adapt-norm S")
     if not 0 <= args.template_swap <= 1:

@@ -32,7 +32,7 @@ from cli import UsageError, log, run_cli
 from distributed import World, exit_process, launch_env
 from config import MODEL_CONFIGS
 from dataset import DS1, BeatTensors, interpatient_folds, limit_per_class, load_split
-from beats import key_class
+from beats import CLASS_NAMES, key_class
 from engine import (OFFSET_GRID, WeightAverage, adapted_predict, class_weights, cpu_state, lr_lambda, make_loss,
                     patient_balance_weights, predict, prior_adapted, train_one_epoch, tune_offsets)
 from metrics import bootstrap_ci, classification_metrics, key_class_stats
@@ -61,6 +61,7 @@ class FitOptions:
     adapt_norm: float = 0.0     # > 0: validate with BN statistics adapted per record (engine.adapted_predict)
     adapt_stats: str = "both"   # which BN statistics adapt: "both" (means and variances) or "mean"
     adapt_prior: float = 0.0    # > 0: validate with class priors adapted per record (engine.prior_adapted)
+    adapt_classes: tuple[int, ...] = ()  # with adapt_prior: the classes whose prior adapts; () = all
     stop_epoch: int | None = None  # stop after this epoch of the `epochs`-long schedule (--cv's final fit)
 
     @classmethod
@@ -71,7 +72,8 @@ class FitOptions:
                    patient_balance=args.patient_balance,
                    augment_fs=args.fs if args.augment else None, quiet=args.quiet,
                    ema_epochs=args.ema_epochs, template_swap=args.template_swap, adapt_norm=args.adapt_norm,
-                   adapt_stats=args.adapt_stats, adapt_prior=args.adapt_prior)
+                   adapt_stats=args.adapt_stats, adapt_prior=args.adapt_prior,
+                   adapt_classes=tuple(CLASS_NAMES[args.classes].index(c) for c in args.adapt_classes))
 
 
 def new_state() -> dict:
@@ -104,7 +106,8 @@ def validate(model, va: BeatTensors, tr: BeatTensors, opts: FitOptions, use_rr: 
     if opts.adapt_prior:
         y = va.y.cpu().numpy()
         train_prior = np.bincount(tr.y.cpu().numpy(), minlength=vprob.shape[1]) / len(tr)
-        vprob = prior_adapted(vprob, va.record, va.rpeak, samples(opts.adapt_prior), train_prior)
+        adapt = np.isin(np.arange(vprob.shape[1]), opts.adapt_classes) if opts.adapt_classes else None
+        vprob = prior_adapted(vprob, va.record, va.rpeak, samples(opts.adapt_prior), train_prior, adapt=adapt)
         vp, loss = vprob.argmax(1), float(-np.log(np.clip(vprob[np.arange(len(y)), y], 1e-12, None)).mean())
     return vp, vprob, loss
 

@@ -175,6 +175,14 @@ def test_resume_after_interrupt_ends_like_uninterrupted(mitbih_dir, tmp_path, ex
     (["--adapt-stats", "mean"], "--adapt-stats mean chooses what --adapt-norm adapts"),
     (["--adapt-prior", "300"], "--adapt-prior is a cross-validation probe"),
     (["--split", "interpatient", "--cv", "4", "--cv-only", "--adapt-prior", "-1"], "--adapt-prior must be 0 (off)"),
+    (["--split", "interpatient", "--cv", "4", "--cv-only", "--adapt-classes", "N,S,V"],
+     "--adapt-classes chooses what --adapt-prior adapts: add --adapt-prior S"),
+    (["--split", "interpatient", "--cv", "4", "--cv-only", "--adapt-prior", "300", "--adapt-classes", "N,X"],
+     "--adapt-classes needs two or more distinct names of --classes aami5 (N, S, V, F, Q), got N,X"),
+    (["--split", "interpatient", "--cv", "4", "--cv-only", "--adapt-prior", "300", "--adapt-classes", "S"],
+     "--adapt-classes needs two or more distinct names"),
+    (["--split", "interpatient", "--cv", "4", "--cv-only", "--adapt-prior", "300", "--adapt-classes", "N,N"],
+     "--adapt-classes needs two or more distinct names"),
     (["--ensemble", "2", "--split", "interpatient", "--cv", "2", "--cv-offsets"], "does not combine with --ensemble"),
 ])
 def test_bad_arguments(mitbih_dir, tmp_path, capsys, extra, match):
@@ -641,13 +649,15 @@ def test_adapt_probes_change_only_the_held_out_predictions(mitbih_dir, tmp_path)
             "--class-limit", "60", "--device", "cpu", "--root", str(mitbih_dir), "--no-download", "--quiet",
             "--bootstrap", "0", "--threads", "1"]
     runs = (("plain", []), ("adapted", ["--adapt-norm", "300", "--adapt-stats", "mean"]),
-            ("prior", ["--adapt-prior", "300"]))
+            ("prior", ["--adapt-prior", "300"]), ("nsv", ["--adapt-prior", "300", "--adapt-classes", "N,S,V"]))
     for name, extra in runs:
         assert trainer.main([*args, "--out-dir", str(tmp_path / name), *extra]) == 0
-    plain, adapted, prior = (json.loads(next((tmp_path / n).glob("cv_report_*.json")).read_text()) for n, _ in runs)
+    plain, adapted, prior, nsv = (json.loads(next((tmp_path / n).glob("cv_report_*.json")).read_text())
+                                  for n, _ in runs)
     assert (adapted["args"]["adapt_norm"], adapted["args"]["adapt_stats"]) == (300.0, "mean")
     assert prior["args"]["adapt_prior"] == 300.0 and plain["args"]["adapt_norm"] == plain["args"]["adapt_prior"] == 0.0
-    for other in (adapted, prior):
+    assert (prior["args"]["adapt_classes"], nsv["args"]["adapt_classes"]) == ([], ["N", "S", "V"])
+    for other in (adapted, prior, nsv):
         assert plain["cv"]["held_out"]["y"] == other["cv"]["held_out"]["y"]
         assert plain["cv"]["held_out"]["pred"] != other["cv"]["held_out"]["pred"]
 
@@ -678,6 +688,29 @@ def test_prior_adapted_recovers_a_records_class_prior_causally():
     two = engine.prior_adapted(np.concatenate([p, p[:2000, ::-1]]), np.r_[record, np.ones(2000, int)],
                                np.r_[rpeak, rpeak[:2000]], 100000, np.array([0.9, 0.1]))
     assert np.array_equal(two[:n], out)
+
+
+def test_prior_adapted_keeps_the_fixed_classes_prior():
+    """--adapt-classes: with classes 0 and 1 adapted and class 2 (a rare class whose output is a
+    small constant likelihood) fixed, every re-weighted row implies pi_2 = its training prior 0.1
+    and pi_0 + pi_1 = 0.9, split as the record's 50/50 (0.45 each, by hand); all classes adapted
+    is the unrestricted EM, bit for bit."""
+    rng = np.random.default_rng(1)
+    n = 4000
+    y = (rng.random(n) < 0.5).astype(int)
+    x = rng.normal(2.0 * y, 1.0)
+    base = np.array([0.6, 0.3, 0.1])
+    lik = np.stack([np.exp(-x ** 2 / 2), np.exp(-(x - 2) ** 2 / 2), np.full(n, 0.05)], 1)
+    p = lik * base / (lik * base).sum(1, keepdims=True)
+    record, rpeak = np.zeros(n, int), np.arange(n) * 100
+    free = engine.prior_adapted(p, record, rpeak, 100000, base)
+    assert np.array_equal(engine.prior_adapted(p, record, rpeak, 100000, base, adapt=np.ones(3, bool)), free)
+    out = engine.prior_adapted(p, record, rpeak, 100000, base, adapt=np.array([True, True, False]))
+    assert np.array_equal(out[:1000], p[:1000])
+    w = (out / p)[1000:] / (out / p)[1000:, 2:]  # (n, 3): pi_c / base_c, pi_2 = base_2
+    assert np.allclose(w @ base, 1.0, atol=1e-9)
+    assert np.abs(w[:, :2] * base[:2] - 0.45).max() < 0.03
+    assert not np.allclose(out[1000:], free[1000:])
 
 
 def test_adapted_means_keep_the_training_variance():
