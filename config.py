@@ -70,7 +70,8 @@ TRAIN_DEFAULTS = {
 # be tied to the few training patients' usual beat shapes; over seeds 1337/1/2 mean pooled macro-F1
 # 0.449 against 0.432 without; ecgnet 0.436 against 0.431 and ldcnn 0.462 against 0.448, so they keep it
 # too); the template stays the median of all previous beats (`--template-from sinus`, only beats that
-# were not early: six seeds, mean 0.450 against 0.441, but lower at two of them, so not adopted).
+# were not early: six seeds, mean 0.450 against 0.441, but lower at two of them; on eight fresh
+# seeds fixed in advance 0.436 against 0.439, t -0.62, so not adopted).
 # `--template-swap 0` gives the previous preset, `--template-swap 0
 # --patient-balance 0` the one before; `--rr-features robust` or `patient` the ones before that;
 # `--no-template --rr-features local --segment-sec 2 --class-weights sqrt` the earlier inputs.
