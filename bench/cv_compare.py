@@ -28,6 +28,14 @@ the same setting at several seeds.
 adds, for each report, where its held-out S and V errors are: per DS1 record, the class's beats
 found out of its total, what the missed ones were called, and the false calls of the class with
 what those beats truly were. It says which patients a setting's figures rest on.
+
+    python bench/cv_compare.py runs/cv/b_seed*/cv_report_*.json --seeds-against runs/cv/a_seed*/cv_report_*.json
+
+pairs each report with the --seeds-against report of the same --seed and prints, per seed, the
+difference in pooled macro-F1 (and S, V F1) at each run's chosen epoch, then their mean, standard
+deviation, how many are positive, and a one-sided paired t-test over seeds (is b better than a?).
+Seeds often move macro-F1 inside DS1 by more than a setting does, so a rule fixed before the runs
+on several fresh seeds is the honest way to decide (docs/RESULTS.md, fifteenth round).
 """
 from __future__ import annotations
 
@@ -150,6 +158,46 @@ def paired(base: Path, reports: dict[Path, dict], n_boot: int = 2000) -> str:
     return "\n".join(lines) + "\n"
 
 
+def seed_pairs(base: dict[Path, dict], reports: dict[Path, dict]) -> str:
+    """Markdown: per seed, report minus the `base` report of the same seed (pooled macro-F1, S F1, V F1
+    at each run's chosen epoch), then mean, sd, positive count and a one-sided paired t-test (H1: the
+    mean difference is > 0). Every seed must occur once on each side, at least two seeds."""
+    from scipy import stats
+
+    def by_seed(side: dict[Path, dict], name: str) -> dict[int, dict]:
+        seeds = [r["args"]["seed"] for r in side.values()]
+        if len(set(seeds)) != len(seeds):
+            raise ValueError(f"{name} holds a seed twice ({sorted(seeds)}): give one report per seed")
+        return dict(zip(seeds, side.values()))
+    a, b = by_seed(base, "--seeds-against"), by_seed(reports, "the reports")
+    if set(a) != set(b) or len(a) < 2:
+        raise ValueError(f"--seeds-against needs the same two or more seeds on both sides, got {sorted(a)} "
+                         f"against {sorted(b)}")
+    f1 = lambda r, c: r["cv"]["best"]["key_classes"].get(c, {}).get("F1")  # noqa: E731
+    lines = ["Per seed, reports minus --seeds-against (each run at its chosen epoch):", "",
+             "| seed | macro-F1 against | macro-F1 | difference | S F1 difference | V F1 difference |",
+             "|---:|---:|---:|---:|---:|---:|"]
+    d, ds = [], {"S": [], "V": []}
+    sub = lambda x, y: None if x is None or y is None else x - y  # noqa: E731
+    cell = lambda v: "-" if v is None else f"{v:+.4f}"  # noqa: E731
+    for seed in sorted(a):
+        ma, mb = a[seed]["cv"]["best"]["macro_f1"], b[seed]["cv"]["best"]["macro_f1"]
+        d.append(mb - ma)
+        per = {c: sub(f1(b[seed], c), f1(a[seed], c)) for c in ds}
+        for c, v in per.items():
+            ds[c].append(v)
+        lines.append(f"| {seed} | {ma:.4f} | {mb:.4f} | {mb - ma:+.4f} | {cell(per['S'])} | {cell(per['V'])} |")
+    d = np.array(d)
+    sd = float(d.std(ddof=1))
+    t = float(d.mean() / (sd / np.sqrt(len(d)))) if sd > 0 else (np.inf if d.mean() > 0 else -np.inf)
+    p = float(stats.t.sf(t, len(d) - 1))
+    mean = lambda v: "-" if None in v else f"{np.mean(v):+.4f}"  # noqa: E731
+    lines += ["", f"{len(d)} seeds: mean macro-F1 difference {d.mean():+.4f} (sd {sd:.4f}), positive at "
+              f"{int((d > 0).sum())}; one-sided paired t-test t = {t:.2f}, p = {p:.3f}; mean S F1 difference "
+              f"{mean(ds['S'])}, V F1 {mean(ds['V'])}"]
+    return "\n".join(lines) + "\n"
+
+
 def _counts(c: np.ndarray, names: list[str], skip: int) -> str:
     """'N 3, V 1': the counts `c` (C,) of every class other than `skip`, largest first, zeros left out."""
     order = [i for i in np.argsort(-c, kind="stable") if i != skip and c[i]]
@@ -183,13 +231,17 @@ def main() -> int:
                     "predictions (default: off)")
     ap.add_argument("--against", metavar="REPORT", help="also print every report minus this one, with paired "
                     "record-bootstrap intervals (default: off)")
+    ap.add_argument("--seeds-against", nargs="+", metavar="REPORT", help="also pair each report with the one of "
+                    "these of the same --seed: per-seed differences and a paired t-test over seeds; put it after "
+                    "the reports (default: off)")
     ap.add_argument("--records", action="store_true", help="also print, per report, the held-out S and V "
                     "errors of every DS1 record (default: off)")
     args = ap.parse_args()
     paths = [Path(p) for p in args.reports]
     if args.against:
         paths = list(dict.fromkeys([Path(args.against), *paths]))
-    missing = [str(p) for p in paths if not p.is_file()]
+    base = [Path(p) for p in args.seeds_against or []]
+    missing = [str(p) for p in [*paths, *base] if not p.is_file()]
     if missing:
         print(f"bench/cv_compare.py: error: no such report: {' '.join(missing)}", file=sys.stderr)
         return 2
@@ -204,6 +256,13 @@ def main() -> int:
     if args.against:
         try:
             print("\n" + paired(paths[0], reports), end="")
+        except (ValueError, KeyError, TypeError) as e:
+            print(f"bench/cv_compare.py: error: {e}", file=sys.stderr)
+            return 2
+    if base:
+        try:
+            print("\n" + seed_pairs({p: json.loads(p.read_text()) for p in base},
+                                     {p: reports[p] for p in map(Path, args.reports)}), end="")
         except (ValueError, KeyError, TypeError) as e:
             print(f"bench/cv_compare.py: error: {e}", file=sys.stderr)
             return 2

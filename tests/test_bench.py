@@ -11,13 +11,13 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _cv_report(path: Path, lr: float, f1s: list[float]) -> None:
+def _cv_report(path: Path, lr: float, f1s: list[float], seed: int = 1) -> None:
     per_epoch = [{"epoch": e + 1, "macro_f1": f, "loss": 1.0, "N_recall": 0.9,
                   "key_classes": {"S": {"Se": 0.5, "+P": 0.25, "F1": f / 2}, "V": {"Se": 0.8, "+P": 0.9, "F1": f}}}
                  for e, f in enumerate(f1s)]
     best = max(per_epoch, key=lambda r: r["macro_f1"])
     path.parent.mkdir(parents=True)
-    path.write_text(json.dumps({"args": {"lr": lr, "seed": 1, "out_dir": str(path.parent)},
+    path.write_text(json.dumps({"args": {"lr": lr, "seed": seed, "out_dir": str(path.parent)},
                                 "cv": {"k": 4, "per_epoch": per_epoch, "best": best, "chosen_epochs": best["epoch"]}}))
 
 
@@ -93,6 +93,30 @@ def test_cv_compare_vote_is_the_majority_of_held_out_predictions(tmp_path):
     paths[1].write_text(json.dumps(rep))
     bad = subprocess.run([*cmd, *map(str, paths)], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert bad.returncode == 2 and "same beats" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_cv_compare_seeds_against_tests_the_mean_difference_over_seeds(tmp_path):
+    """--seeds-against: pairs by seed; differences +0.05, +0.02, -0.01 have mean 0.02 and sd 0.03, so
+    t = 0.02 / (0.03 / sqrt 3) = 1.155 and, with 2 df, p = (1 - t / sqrt(t^2 + 2)) / 2 = 0.184 (by hand);
+    S F1 is half of macro-F1 in these reports, V F1 equal to it."""
+    base = [tmp_path / f"a{s}" / "cv_report.json" for s in (1, 2, 3)]
+    new = [tmp_path / f"b{s}" / "cv_report.json" for s in (3, 1, 2)]  # any order: paired by seed
+    for path, f, seed in [*zip(base, (0.3, 0.4, 0.5), (1, 2, 3)), *zip(new, (0.49, 0.35, 0.42), (3, 1, 2))]:
+        _cv_report(path, 0.001 if path in base else 0.003, [f], seed=seed)
+    cmd = [sys.executable, str(ROOT / "bench" / "cv_compare.py")]
+    r = subprocess.run([*cmd, *map(str, new), "--seeds-against", *map(str, base)], capture_output=True, text=True,
+                       cwd=ROOT, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "| 1 | 0.3000 | 0.3500 | +0.0500 | +0.0250 | +0.0500 |" in r.stdout
+    assert "| 3 | 0.5000 | 0.4900 | -0.0100 | -0.0050 | -0.0100 |" in r.stdout
+    assert ("3 seeds: mean macro-F1 difference +0.0200 (sd 0.0300), positive at 2; one-sided paired t-test "
+            "t = 1.15, p = 0.184; mean S F1 difference +0.0100, V F1 +0.0200") in r.stdout
+    _cv_report(tmp_path / "dup" / "cv_report.json", 0.001, [0.6], seed=1)  # a second seed-1 report
+    for reports, against, says in (([new[0], new[1]], base, "same two or more seeds"),
+                                   (new, [*base, tmp_path / "dup" / "cv_report.json"], "holds a seed twice")):
+        bad = subprocess.run([*cmd, *map(str, reports), "--seeds-against", *map(str, against)],
+                             capture_output=True, text=True, cwd=ROOT, timeout=60)
+        assert bad.returncode == 2 and says in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
 
 
 def test_cv_compare_records_lists_each_records_errors(tmp_path):
