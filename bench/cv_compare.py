@@ -173,20 +173,19 @@ def seed_pairs(base: dict[Path, dict], reports: dict[Path, dict]) -> str:
     if set(a) != set(b) or len(a) < 2:
         raise ValueError(f"--seeds-against needs the same two or more seeds on both sides, got {sorted(a)} "
                          f"against {sorted(b)}")
-    f1 = lambda r, c: r["cv"]["best"]["key_classes"].get(c, {}).get("F1")  # noqa: E731
     lines = ["Per seed, reports minus --seeds-against (each run at its chosen epoch):", "",
              "| seed | macro-F1 against | macro-F1 | difference | S F1 difference | V F1 difference |",
              "|---:|---:|---:|---:|---:|---:|"]
-    d, ds = [], {"S": [], "V": []}
-    sub = lambda x, y: None if x is None or y is None else x - y  # noqa: E731
+    d, ds = [], {"S_F1": [], "V_F1": []}
     cell = lambda v: "-" if v is None else f"{v:+.4f}"  # noqa: E731
     for seed in sorted(a):
-        ma, mb = a[seed]["cv"]["best"]["macro_f1"], b[seed]["cv"]["best"]["macro_f1"]
-        d.append(mb - ma)
-        per = {c: sub(f1(b[seed], c), f1(a[seed], c)) for c in ds}
-        for c, v in per.items():
-            ds[c].append(v)
-        lines.append(f"| {seed} | {ma:.4f} | {mb:.4f} | {mb - ma:+.4f} | {cell(per['S'])} | {cell(per['V'])} |")
+        ba, bb = a[seed]["cv"]["best"], b[seed]["cv"]["best"]
+        ka, kb = key_columns(ba["key_classes"]), key_columns(bb["key_classes"])
+        d.append(bb["macro_f1"] - ba["macro_f1"])
+        for c, v in ds.items():
+            v.append(kb[c] - ka[c] if c in ka and c in kb else None)
+        lines.append(f"| {seed} | {ba['macro_f1']:.4f} | {bb['macro_f1']:.4f} | {d[-1]:+.4f} | "
+                     f"{cell(ds['S_F1'][-1])} | {cell(ds['V_F1'][-1])} |")
     d = np.array(d)
     sd = float(d.std(ddof=1))
     t = float(d.mean() / (sd / np.sqrt(len(d)))) if sd > 0 else (np.inf if d.mean() > 0 else -np.inf)
@@ -194,7 +193,7 @@ def seed_pairs(base: dict[Path, dict], reports: dict[Path, dict]) -> str:
     mean = lambda v: "-" if None in v else f"{np.mean(v):+.4f}"  # noqa: E731
     lines += ["", f"{len(d)} seeds: mean macro-F1 difference {d.mean():+.4f} (sd {sd:.4f}), positive at "
               f"{int((d > 0).sum())}; one-sided paired t-test t = {t:.2f}, p = {p:.3f}; mean S F1 difference "
-              f"{mean(ds['S'])}, V F1 {mean(ds['V'])}"]
+              f"{mean(ds['S_F1'])}, V F1 {mean(ds['V_F1'])}"]
     return "\n".join(lines) + "\n"
 
 
