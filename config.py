@@ -26,6 +26,7 @@ DATA_DEFAULTS = {
     "template_beats": 256,   # the template is the median of this many previous beats ...
     "template_every": 64,    # ... recomputed every this many beats
     "template_from": "all",  # which of those beats: all | sinus (pre-RR in the recent upper quantile; features.TEMPLATE_FROM)
+    "second_lead": False,    # also the record's other signal (V1 in 40 of the 48 records) as input channels
 }
 # Samples per beat window at the defaults (720): what profiling and benchmarks measure at.
 DEFAULT_WINDOW = int(round(DATA_DEFAULTS["segment_sec"] * DATA_DEFAULTS["fs"]))

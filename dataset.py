@@ -27,7 +27,7 @@ import torch
 
 from stratified_dataset import LEAKAGE_WARNING, stratified_split
 from cli import DataError
-from utils import MITDB_RECORDS, BeatData, PreprocConfig, load_beats
+from utils import MITDB_RECORDS, BeatData, PreprocConfig, load_beats, stack_inputs
 
 SPLIT_MODES = ("stratified", "random", "interpatient")
 PARTS = ("train", "val", "test")
@@ -288,11 +288,7 @@ class BeatTensors:
         return self
 
     def _set(self, x: np.ndarray, tm: np.ndarray | None, rr: np.ndarray, y: np.ndarray, device) -> None:
-        if tm is None:
-            xt = torch.from_numpy(np.ascontiguousarray(x)).unsqueeze(1)  # (N, 1, T)
-        else:
-            xt = torch.from_numpy(np.stack([x, tm], 1))                  # (N, 2, T): beat, template
-        self.x = xt.to(device)
+        self.x = torch.from_numpy(np.ascontiguousarray(stack_inputs(x, tm))).to(device)  # (N, C, T)
         self.rr = torch.from_numpy(np.ascontiguousarray(rr)).to(device)  # (N, F)
         self.y = torch.from_numpy(np.ascontiguousarray(y)).to(device)    # (N,)
         self.record: np.ndarray | None = None

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from cli import UsageError
-from utils import PreprocConfig
+from utils import PreprocConfig, stack_inputs  # noqa: F401 (export.py takes stack_inputs from here)
 
 ONNX_FORMAT, ONNX_VERSION = "liteecg-onnx", 1
 META_KEY = "liteecg.json"   # the metadata_props key export.py writes
@@ -31,11 +31,6 @@ def softmax(z: np.ndarray) -> np.ndarray:
     z = z - z.max(1, keepdims=True)
     e = np.exp(z, dtype=np.float32)
     return e / e.sum(1, keepdims=True)
-
-
-def stack_inputs(x: np.ndarray, tm: np.ndarray | None) -> np.ndarray:
-    """(N, T) windows [+ (N, T) templates] -> (N, C, T) float32, channel 0 the beat."""
-    return (x[:, None] if tm is None else np.stack([x, tm], 1)).astype(np.float32, copy=False)
 
 
 class OnnxModel:

@@ -325,16 +325,19 @@ def swap_templates(x: torch.Tensor, p: float, generator: torch.Generator) -> tor
     tying a class to the few training patients that have it. Both channels are on the
     template's scale (features.relative_scale), so the sum needs no rescaling. Seeded; rows not
     moved are returned unchanged, bit for bit. The draws are made for the whole batch (a
-    distributed run swaps the whole batch, then takes its shard)."""
-    if x.ndim != 3 or x.shape[1] != 2:
-        raise ValueError(f"swap_templates needs (B, 2, T) beat and template windows, got {tuple(x.shape)}")
+    distributed run swaps the whole batch, then takes its shard).
+    Two leads (B, 4, T) = (beat, template) of each (utils.stack_inputs): a moved row takes both
+    leads' templates from the same other row."""
+    if x.ndim != 3 or x.shape[1] not in (2, 4):
+        raise ValueError(f"swap_templates needs (B, 2, T) beat and template windows (B, 4, T with two leads), "
+                         f"got {tuple(x.shape)}")
     b = len(x)
-    move = (torch.rand(b, generator=generator) < p).to(x.device)[:, None]  # (B, 1)
+    move = (torch.rand(b, generator=generator) < p).to(x.device)[:, None, None]  # (B, 1, 1)
     other = torch.randperm(b, generator=generator).to(x.device)
-    beat, tm = x[:, 0], x[:, 1]                                              # (B, T) each
+    beat, tm = x[:, 0::2], x[:, 1::2]                                        # (B, leads, T) each
     new_tm = torch.where(move, tm[other], tm)
     beat = torch.where(move, beat - tm + new_tm, beat)
-    return torch.stack([beat, new_tm], 1)                                    # (B, 2, T)
+    return torch.stack([beat, new_tm], 2).flatten(1, 2)                      # (B, 2 * leads, T)
 
 
 def train_one_epoch(model, part: BeatTensors, opt, sched, loss_fn: Loss, batch_size: int, use_rr: bool,

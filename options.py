@@ -108,6 +108,9 @@ def build_parser(suppress: bool = False) -> argparse.ArgumentParser:
         "beats make the template: 'all'; 'sinus' = only those whose pre-RR is at least the 0.8 quantile of the last "
         "32, i.e. not premature, so frequent ectopic beats do not become the usual beat (needs --template) "
         f"(default: {D['template_from']}" + _preset("template_from") + ")")
+    add("--second-lead", action="store_true", help="also give the model the record's other signal (V1 in 40 of "
+        "the 48 records; 114: V5; 102/104: V2; 103/117: V2; 100/123: V5; 124: V4), each lead with its own template when "
+        f"--template: 2 or 4 input channels (default: {'on' if D['second_lead'] else 'off'})")
     add("--template-mode", choices=TEMPLATE_MODES, default=T["template_mode"], help="how the model sees the "
         "template: 'channel' = as the stem's 2nd input channel; 'difference' = one feature extractor runs on beat "
         "and template and the head gets the difference of their features, so morphology counts only relative to "
@@ -198,6 +201,9 @@ def check_args(args: argparse.Namespace) -> None:
                          f"--rr --rr-features {' | '.join(s for s in RR_FEATURES if s != 'local')}")
     if args.template_mode != "channel" and not args.template:
         raise UsageError(f"--template-mode {args.template_mode} needs the template: add --template")
+    if args.second_lead and (args.template_mode != "channel" or args.augment):
+        raise UsageError("--second-lead works with --template-mode channel and without --augment (both treat "
+                         "channel 1 as the one beat's template)")
     for flag in ("adapt_norm", "adapt_prior"):
         v = getattr(args, flag)
         if not (v == 0 or 1 <= v < math.inf):  # NaN fails both
@@ -246,7 +252,7 @@ def check_args(args: argparse.Namespace) -> None:
 def preproc_from_args(args: argparse.Namespace) -> PreprocConfig:
     return PreprocConfig(fs=args.fs, segment_sec=args.segment_sec, classes=args.classes,
                          normalize=args.normalize, rr_features=args.rr_features, template=args.template,
-                         template_from=args.template_from)
+                         template_from=args.template_from, second_lead=args.second_lead)
 
 
 def explicit_records(args: argparse.Namespace) -> dict | None:

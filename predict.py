@@ -302,13 +302,13 @@ def predict_record(model_path: str | os.PathLike, record_path: str, out_dir: str
     else:
         if detect and has_ref:
             log(f"--detect: finding beats with wfdb.processing XQRS and matching them to {rec}.atr")
-        samples, source = detect_beats(sig, cfg.fs), "xqrs"
+        samples, source = detect_beats(sig if sig.ndim == 1 else sig[0], cfg.fs), "xqrs"  # on the policy's lead
     if len(samples) == 0:
         raise DataError(f"record {rec}: no beats {'annotated' if source == 'reference' else 'detected'}")
 
     filt = filtered_signal(sig, cfg)
     x, tm, rr, _ = beat_inputs(filt, samples, cfg, pad_edges=True)  # every beat gets a window
-    edge = ~windows_inside(samples, len(filt), cfg.window)          # the windows training would drop
+    edge = ~windows_inside(samples, filt.shape[-1], cfg.window)     # the windows training would drop
     if model.rr_dim and rr.shape[1] != model.rr_dim:
         raise UsageError(f"the model expects {model.rr_dim} RR features, the pipeline gives {rr.shape[1]}")
     pred, prob = model.classify(x, tm, rr, batch_size)

@@ -66,6 +66,7 @@ class PreprocConfig:
     template_beats: int = DATA_DEFAULTS["template_beats"]
     template_every: int = DATA_DEFAULTS["template_every"]
     template_from: str = DATA_DEFAULTS["template_from"]  # which previous beats (features.TEMPLATE_FROM)
+    second_lead: bool = DATA_DEFAULTS["second_lead"]      # + the record's other signal (read_signal)
 
     @property
     def window(self) -> int:
@@ -73,9 +74,19 @@ class PreprocConfig:
         return int(round(self.segment_sec * self.fs))
 
     @property
+    def leads(self) -> int:
+        """Leads read per record: the lead policy's, and the other signal when `second_lead`."""
+        return 2 if self.second_lead else 1
+
+    @property
+    def beat_shape(self) -> tuple[int, ...]:
+        """Shape of one beat's window (and of its template): (T,), or (leads, T) with two leads."""
+        return (self.leads, self.window) if self.second_lead else (self.window,)
+
+    @property
     def channels(self) -> int:
-        """Input channels per beat: the window, and its template when `template`."""
-        return 2 if self.template else 1
+        """Input channels per beat: per lead the window, and its template when `template`."""
+        return (2 if self.template else 1) * self.leads
 
     @property
     def rr_dim(self) -> int:
@@ -121,7 +132,7 @@ class PreprocConfig:
 @dataclass
 class BeatData:
     """All beats of a set of records: one row per annotated beat."""
-    x: np.ndarray            # (N, T) float32 windows centred on the R peak
+    x: np.ndarray            # (N, T) float32 windows centred on the R peak; (N, 2, T) with config.second_lead
     y: np.ndarray            # (N,) int64 class index
     record: np.ndarray       # (N,) int32 record number, e.g. 100
     rpeak: np.ndarray        # (N,) int64 R-peak sample in the record
@@ -129,9 +140,9 @@ class BeatData:
     symbol: np.ndarray       # (N,) <U1 original annotation symbol
     class_names: list[str]
     config: PreprocConfig
-    leads: dict[str, str] = field(default_factory=dict)     # record -> lead used
+    leads: dict[str, str] = field(default_factory=dict)     # record -> lead used ("MLII+V1": two)
     dropped: dict[str, int] = field(default_factory=dict)   # record -> beats dropped at the edges
-    tm: np.ndarray | None = None  # (N, T) float32 running template on the beat's scale (cfg.template)
+    tm: np.ndarray | None = None  # like x: float32 running template on the beat's scale (cfg.template)
 
     def __len__(self) -> int:
         return len(self.y)
@@ -202,7 +213,8 @@ def _wfdb_download(db: str, dl_dir: str, records: list[str]) -> None:
 
 def read_signal(root: str | os.PathLike, rec: str, cfg: PreprocConfig) -> tuple[np.ndarray, str]:
     """One record's lead of `cfg.lead_policy` in physical units (mV): (signal float64 (n,), lead).
-    Raises DataError for every way a signal can be unreadable."""
+    With `cfg.second_lead` also the record's first other signal (V1 in 40 of MIT-BIH's 48
+    records): ((2, n), "MLII+V1"). Raises DataError for every way a signal can be unreadable."""
     path = str(Path(root) / rec)
     try:
         hdr = read_header(path)
@@ -216,6 +228,17 @@ def read_signal(root: str | os.PathLike, rec: str, cfg: PreprocConfig) -> tuple[
     if lead is None:
         raise DataError(f"record {rec} has leads {names}, none of the lead policy {list(cfg.lead_policy)}")
     ch = names.index(lead)
+    if not cfg.second_lead:
+        return _read_channel(root, rec, hdr, ch), lead
+    other = [i for i in range(len(names)) if i != ch]
+    if not other:
+        raise DataError(f"record {rec} has one signal ({lead}); --second-lead needs two")
+    return np.stack([_read_channel(root, rec, hdr, ch), _read_channel(root, rec, hdr, other[0])]), \
+        f"{lead}+{names[other[0]]}"
+
+
+def _read_channel(root: str | os.PathLike, rec: str, hdr: Header, ch: int) -> np.ndarray:
+    """Signal `ch` of a record whose header is `hdr`, in mV: (n,) float64."""
     # A truncated .dat makes wfdb fail with a numpy broadcast error (or read garbage):
     # compare the file size with what the header promises before reading it.
     dat = Path(root) / hdr.file_name[ch]
@@ -234,12 +257,12 @@ def read_signal(root: str | os.PathLike, rec: str, cfg: PreprocConfig) -> tuple[
             d = _read_212(dat, hdr.sig_len, len(in_file), in_file.index(ch))
         else:
             import wfdb
-            d = wfdb.rdrecord(path, channels=[ch], physical=False).d_signal[:, 0]
+            d = wfdb.rdrecord(str(Path(root) / rec), channels=[ch], physical=False).d_signal[:, 0]
     except Exception as e:
         raise DataError(f"record {rec}: cannot read ({type(e).__name__}: {e})") from None
     if len(d) != hdr.sig_len:
         raise DataError(f"record {rec}: read {len(d)} samples, header says {hdr.sig_len}")
-    return (d.astype(np.float64) - hdr.baseline[ch]) / hdr.adc_gain[ch], lead  # ADC units -> mV
+    return (d.astype(np.float64) - hdr.baseline[ch]) / hdr.adc_gain[ch]  # ADC units -> mV
 
 
 def _plain_212(hdr: Header, in_file: list[int]) -> bool:
@@ -283,7 +306,8 @@ def _read_212(dat: Path, sig_len: int, n_sig: int, k: int) -> np.ndarray:
 def read_record(root: str | os.PathLike, rec: str, cfg: PreprocConfig):
     """Read one record's chosen lead (mV) and its *beat* annotations.
 
-    Returns (signal float64 (n,), beat samples int64 (k,), beat symbols <U1 (k,), lead name).
+    Returns (signal float64 (n,) or (2, n) with cfg.second_lead, beat samples int64 (k,), beat
+    symbols <U1 (k,), lead name).
     Raises DataError for every way a record can be unreadable.
     """
     sig, lead = read_signal(root, rec, cfg)
@@ -291,19 +315,20 @@ def read_record(root: str | os.PathLike, rec: str, cfg: PreprocConfig):
         samp, sym = read_annotations(Path(root) / f"{rec}.atr")
     except Exception as e:
         raise DataError(f"record {rec}: cannot read annotations ({type(e).__name__}: {e})") from None
-    if len(samp) and (samp.min() < 0 or samp.max() >= len(sig)):
+    if len(samp) and (samp.min() < 0 or samp.max() >= sig.shape[-1]):
         raise DataError(f"record {rec}: annotations lie outside the signal (corrupt .atr?)")
     is_beat = np.isin(sym, list(BEAT_SYMBOLS))
     return sig, samp[is_beat], sym[is_beat], lead
 
 
 def bandpass(sig: np.ndarray, cfg: PreprocConfig) -> np.ndarray:
-    """Zero-phase Butterworth band-pass over the whole record (filtfilt: no R-peak shift)."""
+    """Zero-phase Butterworth band-pass over the whole record (filtfilt: no R-peak shift); (n,)
+    or (leads, n), each lead filtered along time."""
     sos = sps.butter(cfg.filter_order, cfg.band, btype="bandpass", fs=cfg.fs, output="sos")
     try:
-        return sps.sosfiltfilt(sos, sig)
+        return sps.sosfiltfilt(sos, sig, axis=-1)
     except ValueError as e:  # filtfilt needs a signal longer than its padding
-        raise DataError(f"signal of {len(sig)} samples is too short to filter ({e})") from None
+        raise DataError(f"signal of {sig.shape[-1]} samples is too short to filter ({e})") from None
 
 
 def _zscore(x: np.ndarray) -> np.ndarray:
@@ -361,7 +386,7 @@ def fill_windows(out: np.ndarray, sig: np.ndarray, rpeaks: np.ndarray, normalize
 
 
 def filtered_signal(sig: np.ndarray, cfg: PreprocConfig) -> np.ndarray:
-    """The band-passed record as float32 (n,): what `beat_inputs` cuts windows from. float32
+    """The band-passed record as float32 (n,) or (leads, n): what `beat_inputs` cuts windows from. float32
     from here on: half the memory traffic for cutting and normalising."""
     return bandpass(sig, cfg).astype(np.float32)
 
@@ -378,13 +403,13 @@ def padded_windows(sig: np.ndarray, rpeaks: np.ndarray, window: int, normalize: 
 
 def beat_inputs(filt: np.ndarray, rpeaks: np.ndarray, cfg: PreprocConfig, *, pad_edges: bool = False,
                 out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray]:
-    """THE record -> model inputs function: (x (k, T) float32 windows, tm (k, T) float32 running
-    templates or None, rr (k, F) float32 per-beat features, kept (n,) bool: which of the n beats
-    got a row).
+    """THE record -> model inputs function: (x (k, *cfg.beat_shape) float32 windows, tm (same
+    shape) float32 running templates or None, rr (k, F) float32 per-beat features, kept (n,)
+    bool: which of the n beats got a row).
 
-    `filt` is the record's filtered signal (`filtered_signal`), `rpeaks` *all* its beats in
-    order: the per-beat features and templates use every beat, also those whose window is not
-    kept.
+    `filt` is the record's filtered signal (`filtered_signal`), (n,) or, with cfg.second_lead,
+    (2, n); `rpeaks` *all* its beats in order: the per-beat features and templates use every
+    beat, also those whose window is not kept.
     - pad_edges=False (training, evaluation): beats whose window would leave the record are
       dropped (padding would invent signal).
     - pad_edges=True (predict.py: every beat needs a label): windows come from `padded_windows`,
@@ -395,22 +420,57 @@ def beat_inputs(filt: np.ndarray, rpeaks: np.ndarray, cfg: PreprocConfig, *, pad
       both on the template's scale
       (features.relative_scale: amplitude relative to the patient's usual beat is kept);
       otherwise x is normalised per window (cfg.normalize) and tm is None.
-    `out` (k, T), when given, receives the windows (the cache build cuts straight into its array).
+    - cfg.second_lead: each lead gets exactly what one lead gets (its own template and scale);
+      x[:, l] and tm[:, l] are lead l's.
+    `out` (k, *cfg.beat_shape), when given, receives the windows (the cache build cuts straight
+    into its array).
     """
+    if filt.shape[:-1] != cfg.beat_shape[:-1]:
+        raise ValueError(f"signal of shape {filt.shape} for beats of shape {cfg.beat_shape}")
     rr = features.RR_SETS[cfg.rr_features](rpeaks, cfg.fs)  # from *all* beats, before any is dropped
-    kept = np.ones(len(rpeaks), bool) if pad_edges else windows_inside(rpeaks, len(filt), cfg.window)
-    x = np.empty((int(kept.sum()), cfg.window), np.float32) if out is None else out
+    kept = np.ones(len(rpeaks), bool) if pad_edges else windows_inside(rpeaks, filt.shape[-1], cfg.window)
+    x = np.empty((int(kept.sum()), *cfg.beat_shape), np.float32) if out is None else out
+    if cfg.second_lead:
+        tm = np.empty_like(x) if cfg.template else None
+        for lead in range(cfg.leads):
+            x[:, lead], t = _lead_inputs(filt[lead], rpeaks, kept, cfg, pad_edges)
+            if tm is not None:
+                tm[:, lead] = t
+        return x, tm, rr[kept], kept
+    xl, tm = _lead_inputs(filt, rpeaks, kept, cfg, pad_edges, out=x)
+    if xl is not x:  # the template's scale: new arrays
+        x[:] = xl
+    return x, tm, rr[kept], kept
+
+
+def _lead_inputs(filt: np.ndarray, rpeaks: np.ndarray, kept: np.ndarray, cfg: PreprocConfig,
+                 pad_edges: bool, out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """One lead's (windows (k, T), templates (k, T) or None) for `beat_inputs`; `out` (k, T),
+    when given, receives the windows without a template (no extra copy)."""
     if not cfg.template:
+        x = np.empty((int(kept.sum()), cfg.window), np.float32) if out is None else out
         if pad_edges:
             x[:] = padded_windows(filt, rpeaks, cfg.window, cfg.normalize)
         else:
             fill_windows(x, filt, rpeaks[kept], cfg.normalize)
-        return x, None, rr[kept], kept
+        return x, None
     w = padded_windows(filt, rpeaks, cfg.window)  # (n, T) raw: the template needs every beat's window
     eligible = features.TEMPLATE_FROM[cfg.template_from](rpeaks, cfg.fs)  # (n,) bool or None (all)
     tm = features.running_template(w, cfg.template_beats, cfg.template_every, eligible)[kept]
-    x[:], tm = features.relative_scale(w[kept], tm)
-    return x, tm, rr[kept], kept
+    return features.relative_scale(w[kept], tm)
+
+
+def stack_inputs(x: np.ndarray, tm: np.ndarray | None) -> np.ndarray:
+    """`beat_inputs`' windows and templates -> the model's input (N, C, T) float32: one lead
+    (N, T) [+ (N, T)] gives channels [beat] or [beat, template]; two leads (N, 2, T) [+ (N, 2, T)]
+    give [beat 1, beat 2] or [beat 1, template 1, beat 2, template 2] (engine.swap_templates
+    relies on that pairing)."""
+    if x.ndim == 2:
+        x, tm = x[:, None], None if tm is None else tm[:, None]   # (N, 1, T)
+    if tm is None:
+        return x.astype(np.float32, copy=False)
+    n, leads, t = x.shape
+    return np.stack([x, tm], 2).reshape(n, 2 * leads, t).astype(np.float32, copy=False)
 
 
 def process_record(root: str | os.PathLike, rec: str, cfg: PreprocConfig) -> dict:
@@ -418,7 +478,7 @@ def process_record(root: str | os.PathLike, rec: str, cfg: PreprocConfig) -> dic
     window (`load_beats` then cuts them with `beat_inputs` straight into the shared array)."""
     sig, samp, sym, lead = read_record(root, rec, cfg)
     filt = filtered_signal(sig, cfg)
-    n_kept = int(windows_inside(samp, len(filt), cfg.window).sum())
+    n_kept = int(windows_inside(samp, filt.shape[-1], cfg.window).sum())
     return dict(filt=filt, samp=samp, sym=sym, lead=lead, n_kept=n_kept)
 
 
@@ -505,9 +565,9 @@ def _load_cache(path: Path, key: str, cfg: PreprocConfig) -> BeatData:
     if meta.get("key") != key:
         raise ValueError("key mismatch")
     n = len(arrays["y"])
-    if arrays["x"].shape != (n, cfg.window) or arrays["x"].dtype != np.float32 or \
+    if arrays["x"].shape != (n, *cfg.beat_shape) or arrays["x"].dtype != np.float32 or \
             any(len(a) != n for a in arrays.values()) or arrays["rr"].shape != (n, cfg.rr_dim) or \
-            ("tm" in arrays and arrays["tm"].shape != (n, cfg.window)):
+            ("tm" in arrays and arrays["tm"].shape != (n, *cfg.beat_shape)):
         raise ValueError("inconsistent arrays")
     if n and (arrays["y"].min() < 0 or arrays["y"].max() >= len(meta["class_names"])):
         raise ValueError("labels out of range")
@@ -547,7 +607,7 @@ def load_beats(root: str | os.PathLike, cfg: PreprocConfig, records: Sequence[st
     with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
         parts = list(pool.map(lambda rec: process_record(root, rec, cfg), records))
         bounds = np.cumsum([0] + [p["n_kept"] for p in parts])  # record i fills rows bounds[i]:bounds[i+1]
-        x = np.empty((int(bounds[-1]), cfg.window), np.float32)  # (N, T)
+        x = np.empty((int(bounds[-1]), *cfg.beat_shape), np.float32)  # (N, T) or (N, leads, T)
 
         def fill(i: int) -> None:
             p = parts[i]

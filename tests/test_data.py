@@ -405,3 +405,41 @@ def test_sinus_template_is_the_median_of_the_not_early_beats(mitbih_dir):
     assert np.array_equal(tm, ts) and np.array_equal(x, xs)
     _, tm_all, _, _ = beat_inputs(filt, samp, PreprocConfig(template=True, segment_sec=1.2))
     assert not np.array_equal(tm, tm_all)
+
+
+def test_second_lead_gives_each_lead_what_one_lead_gets(mitbih_dir, tmp_path):
+    """--second-lead: x and tm are (N, 2, T); lead 0 is bit for bit the one-lead input, lead 1
+    the record's other signal through the same steps (its own template and scale); the RR
+    features do not change; the arrays travel in the cache; the lead names say which two."""
+    from utils import beat_inputs, filtered_signal, read_record, stack_inputs
+    one = PreprocConfig(template=True, rr_features="patient", segment_sec=1.2)
+    two = PreprocConfig(template=True, rr_features="patient", segment_sec=1.2, second_lead=True)
+    quiet = dict(download=False, log=lambda m: None)
+    d1 = load_beats(mitbih_dir, one, records=["114", "124"], use_cache=False, **quiet)
+    d2 = load_beats(mitbih_dir, two, records=["114", "124"], cache_dir=tmp_path, **quiet)
+    assert d2.leads == {"114": "MLII+V5", "124": "MLII+V4"} and two.channels == 4 and one.channels == 2
+    assert d2.x.shape == d2.tm.shape == (len(d1.y), 2, 432)
+    assert np.array_equal(d2.x[:, 0], d1.x) and np.array_equal(d2.tm[:, 0], d1.tm) and np.array_equal(d2.rr, d1.rr)
+    sig, samp, _, _ = read_record(mitbih_dir, "124", two)   # (2, n): MLII, V4
+    sig_v4, _, _, _ = read_record(mitbih_dir, "124", PreprocConfig(lead_policy=("V4",)))
+    assert sig.shape[0] == 2 and np.array_equal(sig[1], sig_v4)
+    x4, tm4, _, _ = beat_inputs(filtered_signal(sig_v4, one), samp, one)
+    rows = d2.record == 124
+    assert np.array_equal(d2.x[rows, 1], x4) and np.array_equal(d2.tm[rows, 1], tm4)
+    assert not np.allclose(d2.x[:, 1], d2.x[:, 0])
+    cached = load_beats(mitbih_dir, two, records=["114", "124"], cache_dir=tmp_path, **quiet)
+    assert np.array_equal(cached.x, d2.x) and np.array_equal(cached.tm, d2.tm)
+    s = stack_inputs(d2.x[:3], d2.tm[:3])                    # channels: beat, template of each lead
+    assert s.shape == (3, 4, 432) and all(np.array_equal(s[:, c], a) for c, a in
+                                          enumerate((d2.x[:3, 0], d2.tm[:3, 0], d2.x[:3, 1], d2.tm[:3, 1])))
+    assert np.array_equal(stack_inputs(d2.x[:3], None), d2.x[:3]) and stack_inputs(d1.x[:3], None).shape == (3, 1, 432)
+
+
+def test_second_lead_of_a_one_signal_record_is_one_line(tmp_path):
+    import wfdb
+    d = np.random.default_rng(0).integers(-300, 300, (800, 1)).astype(np.int16)
+    wfdb.wrsamp("one", fs=360, units=["mV"], sig_name=["MLII"], d_signal=d, fmt=["16"], adc_gain=[100.0],
+                baseline=[0], write_dir=str(tmp_path))
+    assert read_signal(tmp_path, "one", CFG)[0].shape == (800,)
+    with pytest.raises(DataError, match="record one has one signal \\(MLII\\); --second-lead needs two"):
+        read_signal(tmp_path, "one", PreprocConfig(second_lead=True))

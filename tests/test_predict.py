@@ -186,21 +186,34 @@ def test_bad_input_is_one_line_exit_2(case, trained, mitbih_dir, tmp_path, capsy
             "missing-record": "not found", "bad-ext": "--out-ext"}[case] in err
 
 
-def test_template_and_patient_rr_model_predicts_as_it_was_evaluated(mitbih_dir, tmp_path):
+@pytest.mark.parametrize("extra", [[], ["--second-lead"]], ids=["one-lead", "two-leads"])
+def test_template_and_patient_rr_model_predicts_as_it_was_evaluated(mitbih_dir, tmp_path, extra):
     """The patient-context inputs (template channel, patient-relative RR standardised in the
-    model) reach predict.py through the same utils.beat_inputs as training: on record 100's kept
-    beats its predictions are the report's, bit for bit."""
+    model; with --second-lead also record 100's V5 and its template) reach predict.py through the
+    same utils.beat_inputs as training: on record 100's kept beats its predictions are the
+    report's, bit for bit."""
     out = tmp_path / "train"
     assert trainer.main(["--model", "liteecgnet", "--epochs", "1", "--device", "cpu", "--root", str(mitbih_dir),
                          "--no-download", "--out-dir", str(out), "--quiet", "--bootstrap", "0", "--class-limit", "300",
                          "--template", "--rr", "--rr-features", "patient", "--classes", "aami5",
-                         "--train-recs", "101", "106", "--val-recs", "103", "--test-recs", "100"]) == 0
+                         "--train-recs", "101", "106", "--val-recs", "103", "--test-recs", "100", *extra]) == 0
     (ckpt,) = [p for p in out.glob("ecg_lightweight_*.pt") if not p.name.endswith(".last.pt")]
     (rep,) = out.glob("eval_report_*.json")
     report = json.loads(rep.read_text())
     assert report["preprocessing"]["template"] is True and report["preprocessing"]["rr_features"] == "patient"
     res = predict.predict_record(ckpt, str(mitbih_dir / "100"), out_dir=tmp_path / "pred", log=lambda m: None)
     kept = ~res["edge_padded"]
+    assert res["lead"] == ("MLII+V5" if extra else "MLII")
+    assert report["preprocessing"]["second_lead"] is bool(extra) and report["dataset"]["leads"]["100"] == res["lead"]
+    if extra:  # XQRS looks for beats on the lead policy's lead, not on both
+        found = predict.predict_record(ckpt, str(mitbih_dir / "100"), out_dir=tmp_path / "det", detect=True,
+                                       log=lambda m: None)
+        assert found["comparison"]["matched"] > 0.99 * len(res["samples"])
+        import export  # the ONNX file takes (B, 4, T) and predicts what the checkpoint predicts
+        onnx_file = export.export(str(ckpt), str(tmp_path / "two.onnx"), runs=2, log=lambda m: None)
+        got = predict.predict_record(onnx_file, str(mitbih_dir / "100"), out_dir=tmp_path / "onnx", log=lambda m: None)
+        np.testing.assert_array_equal(got["pred"], res["pred"])
+        np.testing.assert_allclose(got["prob"], res["prob"], atol=1e-4)
     assert hashlib.sha256(res["pred"][kept].astype(np.int8).tobytes()).hexdigest() == \
         report["test"]["predictions_sha256"]
 

@@ -184,6 +184,8 @@ def test_resume_after_interrupt_ends_like_uninterrupted(mitbih_dir, tmp_path, ex
     (["--split", "interpatient", "--cv", "4", "--cv-only", "--adapt-prior", "300", "--adapt-classes", "N,N"],
      "--adapt-classes needs two or more distinct names"),
     (["--ensemble", "2", "--split", "interpatient", "--cv", "2", "--cv-offsets"], "does not combine with --ensemble"),
+    (["--second-lead", "--augment"], "--second-lead works with --template-mode channel and without --augment"),
+    (["--second-lead", "--template", "--template-mode", "difference"], "--second-lead works with --template-mode channel"),
 ])
 def test_bad_arguments(mitbih_dir, tmp_path, capsys, extra, match):
     out = tmp_path / "out"
@@ -587,6 +589,21 @@ def test_swap_templates_keeps_each_beats_difference_from_its_template():
     assert torch.allclose(half[:, 0] - half[:, 1], x[:, 0] - x[:, 1], atol=1e-5)
     with pytest.raises(ValueError, match="beat and template"):
         engine.swap_templates(x[:, :1], 0.5, torch.Generator())
+
+
+def test_swap_templates_moves_both_leads_onto_the_same_other_row():
+    """Two leads, channels (beat 1, template 1, beat 2, template 2): a moved row takes both
+    templates from one other row and keeps each lead's beat - template; lead 1 alone moves
+    exactly as a one-lead batch with the same draws."""
+    x = torch.randn(32, 4, 50)
+    y = engine.swap_templates(x, 0.5, torch.Generator().manual_seed(3))
+    assert torch.equal(y[:, :2], engine.swap_templates(x[:, :2].contiguous(), 0.5, torch.Generator().manual_seed(3)))
+    for lead in (0, 2):
+        assert torch.allclose(y[:, lead] - y[:, lead + 1], x[:, lead] - x[:, lead + 1], atol=1e-5)
+    src = lambda c: [next(j for j in range(32) if torch.equal(y[i, c], x[j, c])) for i in range(32)]  # noqa: E731
+    assert src(1) == src(3) and sum(j != i for i, j in enumerate(src(1))) > 4
+    with pytest.raises(ValueError, match="beat and template"):
+        engine.swap_templates(x[:, :3], 0.5, torch.Generator())
 
 
 def test_template_swap_trains_and_is_recorded(mitbih_dir, tmp_path):
