@@ -5,6 +5,7 @@ Defaults come from config.py (stated once there); a bad flag or value is one Usa
 from __future__ import annotations
 
 import argparse
+import ast
 import math
 import sys
 import tempfile
@@ -17,13 +18,26 @@ from config import DATA_DEFAULTS, SPLIT_PRESETS, TRAIN_DEFAULTS
 from dataset import SPLIT_MODES
 from engine import CLASS_WEIGHTINGS
 from features import TEMPLATE_FROM
-from models import MODEL_NAMES, TEMPLATE_MODES
+from models import MODEL_NAMES, TEMPLATE_MODES, create_model
 from utils import NORMALIZERS, PreprocConfig
 
 
 def _names(text: str) -> list[str]:
     """'N,S,V' -> ['N', 'S', 'V'] ('' -> [])."""
     return [c.strip() for c in text.split(",") if c.strip()]
+
+
+def _setting(text: str) -> tuple[str, object]:
+    """'channels=48,72,96' -> ('channels', (48, 72, 96)): a Python literal (lists become tuples,
+    as in config.py), else the text itself ('rnn=lstm' -> 'lstm')."""
+    key, eq, value = text.partition("=")
+    if not eq or not key.strip() or not value.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        v = ast.literal_eval(value.strip())
+    except (ValueError, SyntaxError):
+        v = value.strip()
+    return key.strip(), tuple(v) if isinstance(v, list) else v
 
 
 def _preset(key: str) -> str:
@@ -116,6 +130,9 @@ def build_parser(suppress: bool = False) -> argparse.ArgumentParser:
         "and template and the head gets the difference of their features, so morphology counts only relative to "
         "the patient's usual beat (twice the extractor's MACs; needs --template) (default: "
         f"{T['template_mode']}" + _preset("template_mode") + ")")
+    add("--model-set", action="append", type=_setting, metavar="KEY=VALUE", help="override one of the model's "
+        "config.py settings, e.g. --model-set channels=48,72,96; repeatable; the checkpoint keeps the merged "
+        "settings (default: none)")
     add("--coord", action=argparse.BooleanOptionalAction, help="CoordConv time coordinates in the model's "
         "stem (default: the model's config.py setting" + _preset("coord") + ")")
     add("--seed", type=int, default=T["seed"], help=f"seed for splits, init and shuffling (default: {T['seed']})")
@@ -201,6 +218,18 @@ def check_args(args: argparse.Namespace) -> None:
                          f"--rr --rr-features {' | '.join(s for s in RR_FEATURES if s != 'local')}")
     if args.template_mode != "channel" and not args.template:
         raise UsageError(f"--template-mode {args.template_mode} needs the template: add --template")
+    settings = dict(args.model_set or [])
+    if len(settings) != len(args.model_set or []):
+        raise UsageError("--model-set names a setting twice")
+    if settings:
+        if "coord" in settings:
+            raise UsageError("--model-set coord=...: use --coord / --no-coord")
+        try:  # the constructor's own checks (unknown key, impossible shapes) and one forward pass, as one line
+            import torch
+            with torch.no_grad():
+                create_model(args.model, **settings).train()(torch.zeros(2, 1, round(args.segment_sec * args.fs)))
+        except (ValueError, TypeError, RuntimeError) as e:
+            raise UsageError(f"--model-set: {e}") from None
     if args.second_lead and (args.template_mode != "channel" or args.augment):
         raise UsageError("--second-lead works with --template-mode channel and without --augment (both treat "
                          "channel 1 as the one beat's template)")

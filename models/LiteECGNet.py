@@ -81,6 +81,9 @@ class LiteECGNet(BeatClassifier):
                  stem_stride: int, stem_kernel: int, coord: bool, channels: tuple[int, ...],
                  strides: tuple[int, ...], kernels: tuple[int, ...], se: tuple[bool, ...],
                  se_reduction: int, dropout: float):
+        if not len(channels) == len(strides) == len(se) >= 1:
+            raise ValueError(f"liteecgnet needs one stride and one se flag per block: channels {tuple(channels)}, "
+                             f"strides {tuple(strides)}, se {tuple(se)}")
         super().__init__(io, channels[-1], dropout=dropout)
         self.stem = self.patch_stem(stem_channels, stem_stride, stem_kernel, coord)
         blocks, c = [], stem_channels

@@ -22,6 +22,8 @@ class ResNet(BeatClassifier):
     def __init__(self, io: ModelIO, *, stem_channels: int,
                  stem_stride: int, stem_kernel: int, coord: bool, channels: tuple[int, ...],
                  blocks: tuple[int, ...], kernel: int, dropout: float):
+        if not len(channels) == len(blocks) >= 1:
+            raise ValueError(f"resnet needs one block count per stage: channels {tuple(channels)}, blocks {tuple(blocks)}")
         super().__init__(io, channels[-1], dropout=dropout)
         self.stem = self.patch_stem(stem_channels, stem_stride, stem_kernel, coord)
         layers, c = [], stem_channels

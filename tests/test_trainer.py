@@ -20,6 +20,7 @@ from cli import UsageError
 from config import MODEL_CONFIGS
 from dataset import BeatTensors, make_splits
 from metrics import classification_metrics
+from models import create_model
 from utils import PreprocConfig, load_beats
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -184,6 +185,12 @@ def test_resume_after_interrupt_ends_like_uninterrupted(mitbih_dir, tmp_path, ex
     (["--split", "interpatient", "--cv", "4", "--cv-only", "--adapt-prior", "300", "--adapt-classes", "N,N"],
      "--adapt-classes needs two or more distinct names"),
     (["--ensemble", "2", "--split", "interpatient", "--cv", "2", "--cv-offsets"], "does not combine with --ensemble"),
+    (["--model-set", "channels=48,72"], "--model-set: liteecgnet needs one stride and one se flag per block"),
+    (["--model-set", "width=2"], "--model-set: liteecgnet does not take width; its settings are: channels"),
+    (["--model-set", "channels"], "argument --model-set: expected KEY=VALUE, got 'channels'"),
+    (["--model-set", "dropout=0.1", "--model-set", "dropout=0.2"], "--model-set names a setting twice"),
+    (["--model-set", "coord=False"], "use --coord / --no-coord"),
+    (["--model", "resnet", "--model-set", "blocks=2,2"], "--model-set: resnet needs one block count per stage"),
     (["--second-lead", "--augment"], "--second-lead works with --template-mode channel and without --augment"),
     (["--second-lead", "--template", "--template-mode", "difference"], "--second-lead works with --template-mode channel"),
 ])
@@ -589,6 +596,20 @@ def test_swap_templates_keeps_each_beats_difference_from_its_template():
     assert torch.allclose(half[:, 0] - half[:, 1], x[:, 0] - x[:, 1], atol=1e-5)
     with pytest.raises(ValueError, match="beat and template"):
         engine.swap_templates(x[:, :1], 0.5, torch.Generator())
+
+
+def test_model_set_reaches_the_model_and_the_checkpoint_rebuilds_it(mitbih_dir, tmp_path):
+    """--model-set channels=48,72,96: the model trained is the wider one, the checkpoint's merged
+    settings rebuild it without the flag, and the report records the flag."""
+    assert trainer.main(base_args(mitbih_dir, tmp_path, "--model-set", "channels=48,72,96",
+                                  "--model-set", "dropout=0.2")) == 0
+    (ckpt,), (rep,) = outputs(tmp_path)
+    model, ck = checkpoint.load_model(ckpt)
+    assert ck.model_config["channels"] == (48, 72, 96) and ck.model_config["dropout"] == 0.2
+    assert ck.model_config["strides"] == MODEL_CONFIGS["liteecgnet"]["strides"]
+    wide = create_model("liteecgnet", num_classes=4, channels=(48, 72, 96))
+    assert sum(p.numel() for p in model.parameters()) == sum(p.numel() for p in wide.parameters())
+    assert json.loads(rep.read_text())["args"]["model_set"] == [["channels", [48, 72, 96]], ["dropout", 0.2]]
 
 
 def test_swap_templates_moves_both_leads_onto_the_same_other_row():
