@@ -72,7 +72,9 @@ TRAIN_DEFAULTS = {
 # 0.449 against 0.432 without; ecgnet 0.436 against 0.431 and ldcnn 0.462 against 0.448, so they keep it
 # too); the template stays the median of all previous beats (`--template-from sinus`, only beats that
 # were not early: six seeds, mean 0.450 against 0.441, but lower at two of them; on eight fresh
-# seeds fixed in advance 0.436 against 0.439, t -0.62, so not adopted).
+# seeds fixed in advance 0.436 against 0.439, t -0.62, so not adopted); one lead (`--second-lead`,
+# V1 as well: 0.427 against 0.439 on eight fresh seeds, lower at seven) and liteecgnet's own width
+# (`--model-set channels=48,72,96`: 0.427, lower at seven) stay as they are.
 # `--template-swap 0` gives the previous preset, `--template-swap 0
 # --patient-balance 0` the one before; `--rr-features robust` or `patient` the ones before that;
 # `--no-template --rr-features local --segment-sec 2 --class-weights sqrt` the earlier inputs.
