@@ -123,7 +123,7 @@ def build_parser(suppress: bool = False) -> argparse.ArgumentParser:
         "32, i.e. not premature, so frequent ectopic beats do not become the usual beat (needs --template) "
         f"(default: {D['template_from']}" + _preset("template_from") + ")")
     add("--second-lead", action="store_true", help="also give the model the record's other signal (V1 in 40 of "
-        "the 48 records; 114: V5; 102/104: V2; 103/117: V2; 100/123: V5; 124: V4), each lead with its own template when "
+        "the 48 records; V2 in 102, 103, 104 and 117; V5 in 100, 114 and 123; V4 in 124), each lead with its own template when "
         f"--template: 2 or 4 input channels (default: {'on' if D['second_lead'] else 'off'})")
     add("--template-mode", choices=TEMPLATE_MODES, default=T["template_mode"], help="how the model sees the "
         "template: 'channel' = as the stem's 2nd input channel; 'difference' = one feature extractor runs on beat "
@@ -231,8 +231,8 @@ def check_args(args: argparse.Namespace) -> None:
         except (ValueError, TypeError, RuntimeError) as e:
             raise UsageError(f"--model-set: {e}") from None
     if args.second_lead and (args.template_mode != "channel" or args.augment):
-        raise UsageError("--second-lead works with --template-mode channel and without --augment (both treat "
-                         "channel 1 as the one beat's template)")
+        raise UsageError("--second-lead works with --template-mode channel and without --augment (both assume "
+                         "one beat channel)")
     for flag in ("adapt_norm", "adapt_prior"):
         v = getattr(args, flag)
         if not (v == 0 or 1 <= v < math.inf):  # NaN fails both
