@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from cli import UsageError
-from utils import PreprocConfig, stack_inputs  # noqa: F401 (export.py takes stack_inputs from here)
+from utils import PreprocConfig, stack_inputs
 
 ONNX_FORMAT, ONNX_VERSION = "liteecg-onnx", 1
 META_KEY = "liteecg.json"   # the metadata_props key export.py writes

@@ -45,11 +45,11 @@ import torch
 from beats import RR_FEATURES
 from checkpoint import Checkpoint
 from cli import CliParser, OutputError, UsageError, log, run_cli
-from deploy import INPUT_NAMES, META_KEY, ONNX_FORMAT, ONNX_VERSION, OUTPUT_NAME, OnnxModel, stack_inputs
+from deploy import INPUT_NAMES, META_KEY, ONNX_FORMAT, ONNX_VERSION, OUTPUT_NAME, OnnxModel
 from metrics import classification_metrics, key_class_stats
 from profiling import check_outputs, measure_latency, to_torchscript
 from report import versions, write_json
-from utils import atomic_write
+from utils import atomic_write, stack_inputs
 
 TS_FORMAT, TS_VERSION = "liteecg-torchscript", 1
 OPSET = 17

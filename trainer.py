@@ -212,7 +212,7 @@ def model_spec(args: argparse.Namespace, cfg, num_classes: int) -> dict:
     Every feature set but 'local' ('patient', 'robust', 'sequence', 'sinus') is standardised inside the
     model and never dropped out (rr_norm); the original 'local' set keeps its original treatment,
     so earlier results reproduce."""
-    overrides = {**dict(getattr(args, "model_set", None) or []), **({} if args.coord is None else {"coord": args.coord})}
+    overrides = {**dict(args.model_set or []), **({} if args.coord is None else {"coord": args.coord})}
     rr_norm = bool(args.rr) and cfg.rr_features != "local"
     return dict(num_classes=num_classes, rr_dim=cfg.rr_dim if args.rr else 0, fs=cfg.fs,
                 in_channels=cfg.channels, rr_norm=rr_norm, rr_hidden=args.rr_hidden if rr_norm else 0,

@@ -430,34 +430,28 @@ def beat_inputs(filt: np.ndarray, rpeaks: np.ndarray, cfg: PreprocConfig, *, pad
     rr = features.RR_SETS[cfg.rr_features](rpeaks, cfg.fs)  # from *all* beats, before any is dropped
     kept = np.ones(len(rpeaks), bool) if pad_edges else windows_inside(rpeaks, filt.shape[-1], cfg.window)
     x = np.empty((int(kept.sum()), *cfg.beat_shape), np.float32) if out is None else out
-    if cfg.second_lead:
-        tm = np.empty_like(x) if cfg.template else None
-        for lead in range(cfg.leads):
-            x[:, lead], t = _lead_inputs(filt[lead], rpeaks, kept, cfg, pad_edges)
-            if tm is not None:
-                tm[:, lead] = t
-        return x, tm, rr[kept], kept
-    xl, tm = _lead_inputs(filt, rpeaks, kept, cfg, pad_edges, out=x)
-    if xl is not x:  # the template's scale: new arrays
-        x[:] = xl
+    per_lead = x if cfg.second_lead else x[:, None]          # (k, leads, T) view of x
+    sigs = filt if cfg.second_lead else filt[None]           # (leads, n)
+    tms = [_lead_inputs(sigs[lead], rpeaks, kept, cfg, pad_edges, per_lead[:, lead]) for lead in range(cfg.leads)]
+    tm = None if not cfg.template else np.stack(tms, 1) if cfg.second_lead else tms[0]
     return x, tm, rr[kept], kept
 
 
 def _lead_inputs(filt: np.ndarray, rpeaks: np.ndarray, kept: np.ndarray, cfg: PreprocConfig,
-                 pad_edges: bool, out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
-    """One lead's (windows (k, T), templates (k, T) or None) for `beat_inputs`; `out` (k, T),
-    when given, receives the windows without a template (no extra copy)."""
+                 pad_edges: bool, out: np.ndarray) -> np.ndarray | None:
+    """One lead's part of `beat_inputs`: its windows into `out` (k, T); returns its templates
+    (k, T), or None without cfg.template."""
     if not cfg.template:
-        x = np.empty((int(kept.sum()), cfg.window), np.float32) if out is None else out
         if pad_edges:
-            x[:] = padded_windows(filt, rpeaks, cfg.window, cfg.normalize)
+            out[:] = padded_windows(filt, rpeaks, cfg.window, cfg.normalize)
         else:
-            fill_windows(x, filt, rpeaks[kept], cfg.normalize)
-        return x, None
+            fill_windows(out, filt, rpeaks[kept], cfg.normalize)
+        return None
     w = padded_windows(filt, rpeaks, cfg.window)  # (n, T) raw: the template needs every beat's window
     eligible = features.TEMPLATE_FROM[cfg.template_from](rpeaks, cfg.fs)  # (n,) bool or None (all)
     tm = features.running_template(w, cfg.template_beats, cfg.template_every, eligible)[kept]
-    return features.relative_scale(w[kept], tm)
+    out[:], tm = features.relative_scale(w[kept], tm)
+    return tm
 
 
 def stack_inputs(x: np.ndarray, tm: np.ndarray | None) -> np.ndarray:
