@@ -40,6 +40,7 @@ TRAIN_DEFAULTS = {
     "weight_decay": 1e-4,
     "patience": 7,
     "focal_gamma": 2.0,
+    "label_smoothing": 0.0,  # cross-entropy target 1 - eps on the class, eps spread over all (engine.Loss)
     "rr_hidden": 0,         # per-beat feature branch of the head (models.ModelIO)
     "feature_drop": 0.0,    # modality dropout of the waveform features (models.ModelIO)
     "template_mode": "channel",  # how the template reaches the model (models.ModelIO)

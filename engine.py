@@ -56,7 +56,7 @@ def patient_balance_weights(y: np.ndarray, record: np.ndarray, power: float) -> 
 
 
 class Loss:
-    """Cross-entropy, or focal loss -(1 - p_t)^gamma * log p_t (Lin et al. 2017), optionally
+    """Cross-entropy (optionally label-smoothed), or focal loss -(1 - p_t)^gamma * log p_t (Lin et al. 2017), optionally
     class-weighted and/or beat-weighted (`w`, e.g. patient_balance_weights). `loss(logits, y, w)`
     is the batch's weighted mean: the sum of weight[y] * w * loss over the sum of weight[y] * w.
     A distributed run splits a batch over processes: each computes `loss.sum(logits, y, w) /
@@ -64,10 +64,17 @@ class Loss:
     (a weighted mean divides by the batch's sum of weights, which the processes' own weighted means
     would not share)."""
 
-    def __init__(self, focal: bool, gamma: float, weight: torch.Tensor | None):
-        self.focal, self.gamma, self.weight = focal, gamma, weight
+    def __init__(self, focal: bool, gamma: float, weight: torch.Tensor | None, smoothing: float = 0.0):
+        self.focal, self.gamma, self.weight, self.smoothing = focal, gamma, weight, smoothing
+        # F.cross_entropy with both `weight` and `label_smoothing` weights each class's smoothing
+        # term by that class's weight; here a beat's whole loss gets its own class's weight, so
+        # smoothing leaves the plain path and goes through the per-beat one.
+        self.plain = not focal and not smoothing
 
     def _per_beat(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """(B,) each row's unweighted loss."""
+        if not self.focal:  # (1 - eps) * -log p_y + eps * mean over classes of -log p_c
+            return F.cross_entropy(logits, y, reduction="none", label_smoothing=self.smoothing)
         logp = F.log_softmax(logits, 1).gather(1, y[:, None]).squeeze(1)  # (B,)
         return -((1 - logp.exp()) ** self.gamma) * logp
 
@@ -78,7 +85,7 @@ class Loss:
         return self.weight[y] if w is None else self.weight[y] * w
 
     def __call__(self, logits: torch.Tensor, y: torch.Tensor, w: torch.Tensor | None = None) -> torch.Tensor:
-        if w is None and not self.focal:  # the plain path, bit for bit what it was before beat weights
+        if w is None and self.plain:  # the plain path, bit for bit what it was before beat weights
             return F.cross_entropy(logits, y, weight=self.weight)
         if w is None and self.weight is None:
             return self._per_beat(logits, y).mean()
@@ -86,10 +93,9 @@ class Loss:
 
     def sum(self, logits: torch.Tensor, y: torch.Tensor, w: torch.Tensor | None = None) -> torch.Tensor:
         """The numerator of the mean: the (weighted) sum over these rows."""
-        if w is None and not self.focal:
+        if w is None and self.plain:
             return F.cross_entropy(logits, y, weight=self.weight, reduction="sum")
-        loss = (self._per_beat(logits, y) if self.focal
-                else F.cross_entropy(logits, y, reduction="none"))  # (B,)
+        loss = self._per_beat(logits, y)  # (B,)
         bw = self._beat_weights(y, w)
         return (loss * bw).sum() if bw is not None else loss.sum()
 
@@ -100,9 +106,9 @@ class Loss:
         return len(y) if bw is None else bw.sum().clamp_min(1e-12)
 
 
-def make_loss(focal: bool, gamma: float, weight: torch.Tensor | None) -> Loss:
-    """The training loss (see Loss)."""
-    return Loss(focal, gamma, weight)
+def make_loss(focal: bool, gamma: float, weight: torch.Tensor | None, smoothing: float = 0.0) -> Loss:
+    """The training loss (see Loss); `smoothing` = label smoothing of the cross-entropy."""
+    return Loss(focal, gamma, weight, smoothing)
 
 
 def lr_lambda(total_steps: int, warmup: int):

@@ -69,6 +69,9 @@ def build_parser(suppress: bool = False) -> argparse.ArgumentParser:
     add("--patience", type=int, default=T["patience"], help=f"early-stopping patience in epochs on val macro-F1 (default: {T['patience']})")
     add("--focal", action="store_true", help="focal loss (gamma --focal-gamma) instead of cross-entropy (default: off)")
     add("--focal-gamma", type=float, default=T["focal_gamma"], help=f"focal loss gamma (default: {T['focal_gamma']})")
+    add("--label-smoothing", type=float, default=T["label_smoothing"], metavar="EPS",
+        help="cross-entropy against a target of 1 - EPS on the beat's class plus EPS spread evenly over all "
+             f"classes, so the net is not pushed to certainty; not with --focal (default: {T['label_smoothing']})")
     add("--class-weights", nargs="?", const="inverse", choices=[*CLASS_WEIGHTINGS, "none"],
         help="class weights in the loss: 'inverse' frequency (the bare flag) or its 'sqrt', gentler "
              "when a class has only a few training beats, or 'none' (default: off" + _preset("class_weights") + ")")
@@ -203,6 +206,10 @@ def check_args(args: argparse.Namespace) -> None:
         raise UsageError(f"--lr must be a positive number, got {args.lr}")
     if args.weight_decay < 0:
         raise UsageError(f"--weight-decay must be >= 0, got {args.weight_decay}")
+    if not 0 <= args.label_smoothing < 1:  # NaN fails too
+        raise UsageError(f"--label-smoothing must be in [0, 1), got {args.label_smoothing}")
+    if args.label_smoothing and args.focal:
+        raise UsageError("--label-smoothing smooths the cross-entropy: it does not combine with --focal")
     if args.segment_sec <= 0 or round(args.segment_sec * args.fs) < 8:
         raise UsageError(f"--segment-sec {args.segment_sec} at --fs {args.fs} gives "
                          f"{round(args.segment_sec * args.fs)} samples per beat; need at least 8")

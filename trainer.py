@@ -62,13 +62,15 @@ class FitOptions:
     adapt_stats: str = "both"   # which BN statistics adapt: "both" (means and variances) or "mean"
     adapt_prior: float = 0.0    # > 0: validate with class priors adapted per record (engine.prior_adapted)
     adapt_classes: tuple[int, ...] = ()  # with adapt_prior: the classes whose prior adapts; () = all
+    label_smoothing: float = 0.0  # > 0: label-smoothed cross-entropy (engine.Loss)
     stop_epoch: int | None = None  # stop after this epoch of the `epochs`-long schedule (--cv's final fit)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> "FitOptions":
         return cls(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                    weight_decay=args.weight_decay, patience=args.patience, seed=args.seed,
-                   focal=args.focal, focal_gamma=args.focal_gamma, class_weights=args.class_weights,
+                   focal=args.focal, focal_gamma=args.focal_gamma, label_smoothing=args.label_smoothing,
+                   class_weights=args.class_weights,
                    patient_balance=args.patient_balance,
                    augment_fs=args.fs if args.augment else None, quiet=args.quiet,
                    ema_epochs=args.ema_epochs, template_swap=args.template_swap, adapt_norm=args.adapt_norm,
@@ -132,7 +134,7 @@ def fit(model, tr: BeatTensors, va: BeatTensors | None, class_names: list[str], 
         model.set_rr_stats(tr.rr)
     weight = (class_weights(tr.y.cpu().numpy(), len(class_names), opts.class_weights).to(device)
               if opts.class_weights else None)
-    loss_fn = make_loss(opts.focal, opts.focal_gamma, weight)
+    loss_fn = make_loss(opts.focal, opts.focal_gamma, weight, opts.label_smoothing)
     tr.w = (torch.from_numpy(patient_balance_weights(tr.y.cpu().numpy(), tr.record, opts.patient_balance))
             .to(tr.y.device) if opts.patient_balance else None)
     net = world.wrap(model)  # DDP under torchrun (it averages the gradients); `model` stays the bare module

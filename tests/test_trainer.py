@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import signal
 import subprocess
 import sys
@@ -191,6 +192,9 @@ def test_resume_after_interrupt_ends_like_uninterrupted(mitbih_dir, tmp_path, ex
     (["--model-set", "dropout=0.1", "--model-set", "dropout=0.2"], "--model-set names a setting twice"),
     (["--model-set", "coord=False"], "use --coord / --no-coord"),
     (["--model", "resnet", "--model-set", "blocks=2,2"], "--model-set: resnet needs one block count per stage"),
+    (["--label-smoothing", "1"], "--label-smoothing must be in [0, 1), got 1.0"),
+    (["--label-smoothing", "nan"], "--label-smoothing must be in [0, 1)"),
+    (["--label-smoothing", "0.1", "--focal"], "--label-smoothing smooths the cross-entropy: it does not combine"),
     (["--second-lead", "--augment"], "--second-lead works with --template-mode channel and without --augment"),
     (["--second-lead", "--template", "--template-mode", "difference"], "--second-lead works with --template-mode channel"),
 ])
@@ -266,6 +270,25 @@ def test_focal_loss_matches_cross_entropy_at_gamma_zero():
     assert torch.allclose(engine.make_loss(True, 0.0, w)(logits, y), ce, atol=1e-6)
     # gamma > 0 down-weights easy beats: loss never above CE
     assert engine.make_loss(True, 2.0, None)(logits, y) <= torch.nn.functional.cross_entropy(logits, y)
+
+
+def test_label_smoothing_by_hand():
+    # two classes, logits (0, log 3): p = (1/4, 3/4). eps 0.2 puts 0.9 on the beat's class, 0.1 on each
+    logits, y = torch.tensor([[0.0, math.log(3.0)]]), torch.tensor([1])
+    want = -(0.9 * math.log(0.75) + 0.1 * math.log(0.25))
+    assert engine.make_loss(False, 2.0, None, 0.2)(logits, y).item() == pytest.approx(want, rel=1e-6)
+    # class and beat weights scale each beat's whole smoothed loss: a weighted mean of the rows
+    logits, y = torch.randn(12, 4), torch.randint(0, 4, (12,))
+    cw, bw = torch.tensor([1.0, 2.0, 0.5, 3.0]), torch.rand(12) + 0.5
+    rows = torch.nn.functional.cross_entropy(logits, y, reduction="none", label_smoothing=0.1)
+    for w in (None, bw):
+        row_w = cw[y] * (1 if w is None else w)
+        got = engine.make_loss(False, 2.0, cw, 0.1)(logits, y, w)
+        assert torch.allclose(got, (rows * row_w).sum() / row_w.sum(), atol=1e-6)
+    # eps 0 computes what the loss computed before smoothing existed, bit for bit
+    plain = torch.nn.functional.cross_entropy(logits, y, reduction="none")
+    assert torch.equal(engine.make_loss(False, 2.0, cw)(logits, y, bw), (plain * (cw[y] * bw)).sum() / (cw[y] * bw).sum())
+    assert torch.equal(engine.make_loss(False, 2.0, cw)(logits, y), torch.nn.functional.cross_entropy(logits, y, weight=cw))
 
 
 def test_class_weights_inverse_frequency():
