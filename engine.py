@@ -56,9 +56,10 @@ def patient_balance_weights(y: np.ndarray, record: np.ndarray, power: float) -> 
 
 
 class Loss:
-    """Cross-entropy (optionally label-smoothed), or focal loss -(1 - p_t)^gamma * log p_t (Lin et al. 2017), optionally
-    class-weighted and/or beat-weighted (`w`, e.g. patient_balance_weights). `loss(logits, y, w)`
-    is the batch's weighted mean: the sum of weight[y] * w * loss over the sum of weight[y] * w.
+    """Cross-entropy (optionally label-smoothed), or focal loss -(1 - p_t)^gamma * log p_t (Lin et
+    al. 2017), optionally class-weighted and/or beat-weighted (`w`, e.g. patient_balance_weights).
+    `loss(logits, y, w)` is the batch's weighted mean: the sum of weight[y] * w * loss over the sum
+    of weight[y] * w.
     A distributed run splits a batch over processes: each computes `loss.sum(logits, y, w) /
     loss.normaliser(y, w of the whole batch)`, and these shares add up to the batch's mean exactly
     (a weighted mean divides by the batch's sum of weights, which the processes' own weighted means
