@@ -60,7 +60,8 @@ TRAIN_DEFAULTS = {
 }
 
 # --- split presets: defaults that change with --split (flags given on the command line win) ----
-# Inter-patient: the inputs chosen by cross-validation inside DS1 (docs/RESULTS.md, ablation):
+# Inter-patient: the inputs chosen by cross-validation inside DS1 (docs/RESULTS.md, "What each input
+# and choice moved"; round by round in docs/inter_patient_rounds.md):
 # the running template channel, patient-relative RR standardised in the model (the "sequence" set:
 # ratios to running means and medians plus the beat-to-beat RR change; over seeds 1337/1/2 mean
 # pooled macro-F1 0.428 against 0.421 for "robust", the previous preset), a 1.2 s window (the

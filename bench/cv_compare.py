@@ -35,7 +35,7 @@ pairs each report with the --seeds-against report of the same --seed and prints,
 difference in pooled macro-F1 (and S, V F1) at each run's chosen epoch, then their mean, standard
 deviation, how many are positive, and a one-sided paired t-test over seeds (is b better than a?).
 Seeds often move macro-F1 inside DS1 by more than a setting does, so a rule fixed before the runs
-on several fresh seeds is the honest way to decide (docs/RESULTS.md, fifteenth round).
+on several fresh seeds is the honest way to decide (docs/inter_patient_rounds.md, fifteenth round).
 """
 from __future__ import annotations
 

@@ -165,6 +165,27 @@ def test_accuracy_page_keeps_the_sections_of_protocols_not_rerun(tmp_path):
         assert title in page.read_text()
 
 
+def test_accuracy_page_puts_the_summary_first_and_the_notes_after_the_tables(tmp_path):
+    """The hand-written summary opens the page, the generated tables follow, and the other hand-written
+    measurements come after them; a missing notes file is left out, not an error."""
+    page, summary, notes = tmp_path / "RESULTS.md", tmp_path / "summary.md", tmp_path / "notes.md"
+    page.write_text((ROOT / "docs" / "RESULTS.md").read_text())
+    summary.write_text("## Status XYZ\n\nsummary text\n")
+    notes.write_text("## Other measurement QRS\n\nnotes text\n")
+    cmd = [sys.executable, str(ROOT / "bench" / "accuracy.py"), "--skip-train", "--skip-bench",
+           "--out", str(tmp_path / "no_sweeps"), "--results", str(page), "--summary", str(summary)]
+    r = subprocess.run([*cmd, "--notes", str(notes)], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert r.returncode == 0, r.stderr
+    text = page.read_text()
+    order = [text.index(t) for t in ("# LiteECG results", "## Status XYZ", "## Model cost", "## Accuracy: interpatient",
+                                     "## How to read these numbers", "## Other measurement QRS")]
+    assert order == sorted(order)
+    r = subprocess.run([*cmd, "--notes", str(tmp_path / "absent.md")], capture_output=True, text=True, cwd=ROOT,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "QRS" not in page.read_text() and "## Status XYZ" in page.read_text()
+
+
 @pytest.fixture
 def ds1_root(mitbih_dir, tmp_path) -> Path:
     """A folder holding DS1's records only: a probe that reads DS2 fails there."""
