@@ -11,6 +11,9 @@ Writes into --out (default: the report folder), each file atomically (temp file 
                                 n, the seeds, mean ± std of the test figures (printed too
                                 when some experiment has several seeds); "options" names
                                 what tells a model's experiments apart ("-": only one)
+  leaderboard_records.md        per test record, S and V beats found / the record's beats
+                                (false calls), mean over each experiment's runs (splits that
+                                test whole records: not stratified)
   plots/frontier.png            test macro-F1 vs MACs (log x), one labelled point per
                                 experiment: its mean, with a ±1 std error bar over several seeds
   plots/confusion_<run>.png     row-normalised test confusion matrix (recall per class)
@@ -418,6 +421,46 @@ def seed_groups(loaded: list[tuple[Path, dict, dict]]) -> list[dict]:
     return out
 
 
+def record_tables(loaded: list[tuple[Path, dict, dict]]) -> str:
+    """Where the S and V beats are found and missed, per test record (`per_record.<rec>.key_classes`
+    of each report), for the runs whose test part is whole records (every split but stratified):
+    one Markdown table per split, label scheme and key class; a row per record that holds beats of
+    the class or got false calls of it, a column per experiment (as in leaderboard_seeds.md) with
+    "found / the record's beats (false calls)", each the mean over the experiment's runs."""
+    groups: dict[tuple, list] = {}
+    for _, rep, row in loaded:
+        per_record = _get(rep, "test", "per_record", default={})
+        if row["split"] != "stratified" and any(_get(r, "key_classes") for r in per_record.values()):
+            groups.setdefault((row["split"], row["model"], row["classes"], _experiment(rep)), []).append(rep)
+    options = _options_told_apart(list(groups))
+    out = []
+    for split, classes in sorted({k[:3:2] for k in groups}):
+        exps = sorted(k for k in groups if (k[0], k[2]) == (split, classes))
+        heads = [f"{k[1]}{'' if options[k] == '-' else f' ({options[k]})'}, {len(groups[k])} run(s)" for k in exps]
+        for key in ("S", "V"):
+            cells: dict[int, list[str]] = {}
+            for j, k in enumerate(exps):
+                stats: dict[int, list[dict]] = {}
+                for rep in groups[k]:
+                    for rec, r in rep["test"]["per_record"].items():
+                        kc = _get(r, "key_classes", key)
+                        if kc is not None and str(rec).isdigit():
+                            stats.setdefault(int(rec), []).append(kc)
+                for rec, kcs in stats.items():
+                    n, tp, fp = (sum(kc[f] for kc in kcs) / len(kcs) for f in ("n", "TP", "FP"))
+                    if n or fp:
+                        cells.setdefault(rec, ["-"] * len(exps))[j] = f"{tp:.0f} / {n:.0f} ({fp:.0f})"
+            if not cells:
+                continue
+            name = key_class(groups[exps[0]][0]["classes"], key) or key  # "S" / "V", or seed4's "SVEB" / "VEB"
+            out += [f"{split}, {classes}: {name} beats found / the record's {name} beats (false {name} calls), "
+                    "mean over each experiment's runs", "",
+                    "| record | " + " | ".join(heads) + " |", "|---|" + "---|" * len(exps)]
+            out += [f"| {rec} | " + " | ".join(c) + " |" for rec, c in sorted(cells.items())]
+            out.append("")
+    return "\n".join(out) if out else "_no run tested whole records (every split here is stratified)_\n"
+
+
 def seed_table(groups: list[dict]) -> str:
     """Markdown: mean ± std over seeds (n runs) of each experiment."""
     head = ["model", "split", "classes", "options", "n", "seeds"] + [c.header or c.key for c in SEED_STATS]
@@ -443,15 +486,16 @@ def seed_csv(groups: list[dict]) -> str:
 
 def write_outputs(out: Path, rows: list[dict], md: str, loaded: list, warn, plots: bool = True) -> list[Path]:
     """leaderboard.md/.csv, leaderboard_classes.md, leaderboard_seeds.md/.csv (mean ± std over
-    seeds) and (plots=True) the PNGs of `loaded` (path, report, row) -> files written."""
+    seeds), leaderboard_records.md (S and V per test record) and (plots=True) the PNGs of `loaded` (path, report, row) -> files written."""
     files = [out / "leaderboard.md", out / "leaderboard.csv", out / "leaderboard_classes.md",
-             out / "leaderboard_seeds.md", out / "leaderboard_seeds.csv"]
+             out / "leaderboard_seeds.md", out / "leaderboard_seeds.csv", out / "leaderboard_records.md"]
     groups = seed_groups(loaded)
     write_bytes(files[0], md.encode())
     write_bytes(files[1], csv_text(rows).encode())
     write_bytes(files[2], class_tables(loaded).encode())
     write_bytes(files[3], seed_table(groups).encode())
     write_bytes(files[4], seed_csv(groups).encode())
+    write_bytes(files[5], record_tables(loaded).encode())
     if not plots:
         return files
     png = plot_frontier(groups)
@@ -498,7 +542,7 @@ def summarize(folder: str | os.PathLike, out: str | os.PathLike | None = None, p
     groups = seed_groups(loaded)
     if any(g["n"] > 1 for g in groups):  # repeats: their mean ± std too (leaderboard_seeds.md)
         log("\nMean ± std over seeds:\n\n" + seed_table(groups).rstrip("\n"))
-    log(f"\n{len(rows)} run(s); wrote {', '.join(str(f) for f in files[:5])} and {len(files) - 5} plot(s)"
+    log(f"\n{len(rows)} run(s); wrote {', '.join(str(f) for f in files[:6])} and {len(files) - 6} plot(s)"
         + (f" in {out / 'plots'}" if plots else ""))
     return {"rows": rows, "markdown": md, "files": files}
 

@@ -187,6 +187,9 @@ def main() -> int:
                   section(out / name / "leaderboard_seeds.md", "not run yet"), "",
                   "Per class (EC57 gross Se / +P as WFDB sumstats computes them, and F1):\n",
                   section(out / name / "leaderboard_classes.md", "not run yet"), ""]
+        if name != "stratified" and (out / name / "leaderboard_records.md").exists():
+            parts += ["Per test record (`leaderboard_records.md`):\n",
+                      section(out / name / "leaderboard_records.md", ""), ""]
         if name == "interpatient":
             parts += ["Published results on the same protocol, for comparison (as the papers report them):\n",
                       literature_table(), ""]

@@ -184,6 +184,16 @@ def test_accuracy_page_puts_the_summary_first_and_the_notes_after_the_tables(tmp
                        timeout=120)
     assert r.returncode == 0, r.stderr
     assert "QRS" not in page.read_text() and "## Status XYZ" in page.read_text()
+    # a fresh inter-patient sweep: its tables, the per-record one included, replace the kept section
+    sweep = tmp_path / "no_sweeps" / "interpatient"
+    sweep.mkdir(parents=True)
+    for name in ("leaderboard", "leaderboard_seeds", "leaderboard_classes", "leaderboard_records"):
+        (sweep / f"{name}.md").write_text(f"table {name} here\n")
+    r = subprocess.run([*cmd, "--notes", str(notes)], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert r.returncode == 0, r.stderr
+    section = page.read_text().split("## Accuracy: interpatient\n", 1)[1].split("\n## ", 1)[0]
+    assert all(f"table {n} here" in section for n in ("leaderboard", "leaderboard_seeds", "leaderboard_records"))
+    assert section.index("table leaderboard_classes") < section.index("Per test record") < section.index("Published")
 
 
 @pytest.fixture

@@ -293,6 +293,46 @@ def test_runs_that_differ_only_in_seed_become_one_mean_std_row(reports, tmp_path
     assert "| options |" in md.splitlines()[0] and "| ema_epochs=1.0, lr=" in md
 
 
+def test_record_table_by_hand(reports, tmp_path):
+    """leaderboard_records.md: per test record, S / V found of the record's beats (false calls), the
+    mean over an experiment's runs; records with neither beats nor false calls of the class are
+    left out, a stratified run is not tabled, and a report without per-record classes adds nothing."""
+    (rep,) = [r for r in _load(reports) if r.get("history")]  # the trained run (aami5, test 100 and 119)
+    kc = lambda n, tp, fp: {"n": n, "TP": tp, "FN": n - tp, "FP": fp}  # noqa: E731
+
+    def put(seed, s100, s119, v119, split=None, name=None):
+        r = json.loads(json.dumps(rep))
+        r["args"]["seed"] = seed
+        if split:
+            r["dataset"]["split"] = split
+        r["test"]["per_record"] = {"100": {"beats": 50, "accuracy": 0.9, "key_classes": {"S": s100, "V": kc(0, 0, 0)}},
+                                   "119": {"beats": 60, "accuracy": 0.9, "key_classes": {"S": s119, "V": v119}}}
+        (tmp_path / f"eval_report_{name or seed}.json").write_text(json.dumps(r))
+
+    put(1, kc(10, 4, 1), kc(0, 0, 0), kc(20, 18, 0))
+    put(2, kc(10, 6, 3), kc(0, 0, 1), kc(20, 16, 0))
+    put(3, kc(10, 0, 0), kc(0, 0, 0), kc(20, 0, 0), split="stratified")  # not tabled
+    old = json.loads(json.dumps(rep))
+    old["args"]["seed"] = 4
+    old["test"]["per_record"] = {"100": {"beats": 50, "accuracy": 0.9}}  # a report from before key_classes
+    (tmp_path / "eval_report_old.json").write_text(json.dumps(old))
+    summarize.summarize(tmp_path, tmp_path / "out", plots=False, log=lambda line: None)
+    md = (tmp_path / "out" / "leaderboard_records.md").read_text()
+    split = rep["dataset"]["split"]
+    assert f"{split}, aami5: S beats found / the record's S beats (false S calls)" in md
+    s_part, v_part = md.split(f"{split}, aami5: V beats")
+    assert "| record | liteecgnet, 2 run(s) |" in s_part  # seeds 1 and 2; the old report has no figures
+    assert "| 100 | 5 / 10 (2) |" in s_part  # (4 + 6) / 2 found, (1 + 3) / 2 false
+    assert "| 119 | 0 / 0 (0) |" in s_part  # one false S call over two runs: 0.5 rounds to 0, the row stays
+    assert "| 119 | 17 / 20 (0) |" in v_part and "| 100 |" not in v_part
+    assert "stratified" not in md
+    only_stratified = tmp_path / "strat"
+    only_stratified.mkdir()
+    shutil.copy(tmp_path / "eval_report_3.json", only_stratified / "eval_report_3.json")
+    summarize.summarize(only_stratified, only_stratified, plots=False, log=lambda line: None)
+    assert (only_stratified / "leaderboard_records.md").read_text().startswith("_no run tested whole records")
+
+
 def test_run_all_models_seeds_gives_a_run_per_model_and_seed_and_their_mean_std(mitbih_dir, tmp_path):
     """SEEDS="1 2" with two models: four runs (two at a time), logs named by model and seed, and
     leaderboards with one mean ± std row per model over the two seeds."""
