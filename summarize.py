@@ -421,6 +421,21 @@ def seed_groups(loaded: list[tuple[Path, dict, dict]]) -> list[dict]:
     return out
 
 
+def _record_means(reps: list[dict], key: str) -> dict[str, tuple[float, float, float]]:
+    """{record: mean over `reps` of (beats, found, false calls) of key class `key`} from the
+    reports' per_record key classes; a record counts the runs that have figures for it."""
+    stats: dict[str, list[dict]] = {}
+    for rep in reps:
+        for rec, r in rep["test"]["per_record"].items():
+            if _get(r, "key_classes", key) is not None:
+                stats.setdefault(str(rec), []).append(r["key_classes"][key])
+    return {rec: tuple(sum(kc[f] for kc in kcs) / len(kcs) for f in ("n", "TP", "FP")) for rec, kcs in stats.items()}
+
+
+def _record_order(rec: str) -> tuple:
+    return (not rec.isdigit(), int(rec) if rec.isdigit() else 0, rec)  # 100 before 1000, names last
+
+
 def record_tables(loaded: list[tuple[Path, dict, dict]]) -> str:
     """Where the S and V beats are found and missed, per test record (`per_record.<rec>.key_classes`
     of each report), for the runs whose test part is whole records (every split but stratified):
@@ -434,20 +449,13 @@ def record_tables(loaded: list[tuple[Path, dict, dict]]) -> str:
             groups.setdefault((row["split"], row["model"], row["classes"], _experiment(rep)), []).append(rep)
     options = _options_told_apart(list(groups))
     out = []
-    for split, classes in sorted({k[:3:2] for k in groups}):
+    for split, classes in sorted({(k[0], k[2]) for k in groups}):
         exps = sorted(k for k in groups if (k[0], k[2]) == (split, classes))
         heads = [f"{k[1]}{'' if options[k] == '-' else f' ({options[k]})'}, {len(groups[k])} run(s)" for k in exps]
         for key in ("S", "V"):
-            cells: dict[int, list[str]] = {}
+            cells: dict[str, list[str]] = {}
             for j, k in enumerate(exps):
-                stats: dict[int, list[dict]] = {}
-                for rep in groups[k]:
-                    for rec, r in rep["test"]["per_record"].items():
-                        kc = _get(r, "key_classes", key)
-                        if kc is not None and str(rec).isdigit():
-                            stats.setdefault(int(rec), []).append(kc)
-                for rec, kcs in stats.items():
-                    n, tp, fp = (sum(kc[f] for kc in kcs) / len(kcs) for f in ("n", "TP", "FP"))
+                for rec, (n, tp, fp) in _record_means(groups[k], key).items():
                     if n or fp:
                         cells.setdefault(rec, ["-"] * len(exps))[j] = f"{tp:.0f} / {n:.0f} ({fp:.0f})"
             if not cells:
@@ -456,7 +464,7 @@ def record_tables(loaded: list[tuple[Path, dict, dict]]) -> str:
             out += [f"{split}, {classes}: {name} beats found / the record's {name} beats (false {name} calls), "
                     "mean over each experiment's runs", "",
                     "| record | " + " | ".join(heads) + " |", "|---|" + "---|" * len(exps)]
-            out += [f"| {rec} | " + " | ".join(c) + " |" for rec, c in sorted(cells.items())]
+            out += [f"| {rec} | " + " | ".join(cells[rec]) + " |" for rec in sorted(cells, key=_record_order)]
             out.append("")
     return "\n".join(out) if out else "_no run tested whole records (every split here is stratified)_\n"
 
