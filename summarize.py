@@ -453,13 +453,12 @@ def record_tables(loaded: list[tuple[Path, dict, dict]]) -> str:
         exps = sorted(k for k in groups if (k[0], k[2]) == (split, classes))
         heads = [f"{k[1]}{'' if options[k] == '-' else f' ({options[k]})'}, {len(groups[k])} run(s)" for k in exps]
         for key in ("S", "V"):
-            cells: dict[str, list[str]] = {}
-            for j, k in enumerate(exps):
-                for rec, (n, tp, fp) in _record_means(groups[k], key).items():
-                    if n or fp:
-                        cells.setdefault(rec, ["-"] * len(exps))[j] = f"{tp:.0f} / {n:.0f} ({fp:.0f})"
-            if not cells:
+            means = [_record_means(groups[k], key) for k in exps]
+            shown = {rec for m in means for rec, (n, _, fp) in m.items() if n or fp}
+            if not shown:
                 continue
+            cells = {rec: [f"{m[rec][1]:.0f} / {m[rec][0]:.0f} ({m[rec][2]:.0f})" if rec in m else "-" for m in means]
+                     for rec in shown}  # "-": the experiment did not test that record
             name = key_class(groups[exps[0]][0]["classes"], key) or key  # "S" / "V", or seed4's "SVEB" / "VEB"
             out += [f"{split}, {classes}: {name} beats found / the record's {name} beats (false {name} calls), "
                     "mean over each experiment's runs", "",

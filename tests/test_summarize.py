@@ -325,6 +325,13 @@ def test_record_table_by_hand(reports, tmp_path):
     assert "| 100 | 5 / 10 (2) |" in s_part  # (4 + 6) / 2 found, (1 + 3) / 2 false
     assert "| 119 | 0 / 0 (0) |" in s_part  # one false S call over two runs: 0.5 rounds to 0, the row stays
     assert "| 119 | 17 / 20 (0) |" in v_part and "| 100 |" not in v_part
+    other = json.loads((tmp_path / "eval_report_1.json").read_text())  # another model, tested on 119 only
+    other["model"], other["test"]["per_record"] = "ldcnn", {"119": {"beats": 60, "key_classes": {"S": kc(0, 0, 0)}}}
+    (tmp_path / "eval_report_other.json").write_text(json.dumps(other))
+    summarize.summarize(tmp_path, tmp_path / "out", plots=False, log=lambda line: None)
+    s_part = (tmp_path / "out" / "leaderboard_records.md").read_text().split(f"{split}, aami5: V beats")[0]
+    assert "| record | ldcnn, 1 run(s) | liteecgnet, 2 run(s) |" in s_part
+    assert "| 100 | - | 5 / 10 (2) |" in s_part and "| 119 | 0 / 0 (0) | 0 / 0 (0) |" in s_part
     assert "stratified" not in md
     only_stratified = tmp_path / "strat"
     only_stratified.mkdir()
