@@ -78,7 +78,8 @@ TRAIN_DEFAULTS = {
 # V1 as well: 0.427 against 0.439 on eight fresh seeds, lower at seven) and liteecgnet's own width
 # (`--model-set channels=48,72,96`: 0.427, lower at seven) stay as they are, and so does the
 # training's regularisation (weight decay 0.05: 0.4385, dropout 0.3: 0.4387, label smoothing 0.1:
-# 0.408, against 0.4389 on the same eight seeds).
+# 0.408, against 0.4389 on the same eight seeds). Two liteecgnets averaged (--ensemble 2) scored 0.445
+# on those seeds (one-sided paired p 0.017), but the preset stays one model: it costs twice as much.
 # `--template-swap 0` gives the previous preset, `--template-swap 0
 # --patient-balance 0` the one before; `--rr-features robust` or `patient` the ones before that;
 # `--no-template --rr-features local --segment-sec 2 --class-weights sqrt` the earlier inputs.
