@@ -398,13 +398,20 @@ def _options_told_apart(keys: list[tuple]) -> dict[tuple, str]:
     return out
 
 
+def experiment_groups(loaded: list[tuple[Path, dict, dict]]) -> dict[tuple, list[tuple[dict, dict]]]:
+    """{(split, model, classes, experiment JSON): [(report, row), ...]}: the runs that differ only in
+    their seed, the unit of leaderboard_seeds.md and leaderboard_records.md."""
+    groups: dict[tuple, list] = {}
+    for _, rep, row in loaded:
+        groups.setdefault((row["split"], row["model"], row["classes"], _experiment(rep)), []).append((rep, row))
+    return groups
+
+
 def seed_groups(loaded: list[tuple[Path, dict, dict]]) -> list[dict]:
     """One row per experiment (same model, split, classes and options; any seeds): n, the seeds,
     the options that tell it apart from the same model's other experiments, and mean / std
     (sample, ddof 1; 0 for one run) of the SEED_STATS columns."""
-    groups: dict[tuple, list] = {}
-    for _, rep, row in loaded:
-        groups.setdefault((row["split"], row["model"], row["classes"], _experiment(rep)), []).append((rep, row))
+    groups = experiment_groups(loaded)
     options = _options_told_apart(list(groups))
     out = []
     for key, runs in sorted(groups.items()):
@@ -427,8 +434,9 @@ def _record_means(reps: list[dict], key: str) -> dict[str, tuple[float, float, f
     stats: dict[str, list[dict]] = {}
     for rep in reps:
         for rec, r in rep["test"]["per_record"].items():
-            if _get(r, "key_classes", key) is not None:
-                stats.setdefault(str(rec), []).append(r["key_classes"][key])
+            kc = _get(r, "key_classes", key)
+            if kc is not None:
+                stats.setdefault(str(rec), []).append(kc)
     return {rec: tuple(sum(kc[f] for kc in kcs) / len(kcs) for f in ("n", "TP", "FP")) for rec, kcs in stats.items()}
 
 
@@ -442,12 +450,14 @@ def record_tables(loaded: list[tuple[Path, dict, dict]]) -> str:
     one Markdown table per split, label scheme and key class; a row per record that holds beats of
     the class or got false calls of it, a column per experiment (as in leaderboard_seeds.md) with
     "found / the record's beats (false calls)", each the mean over the experiment's runs."""
-    groups: dict[tuple, list] = {}
-    for _, rep, row in loaded:
-        per_record = _get(rep, "test", "per_record", default={})
-        if row["split"] != "stratified" and any(_get(r, "key_classes") for r in per_record.values()):
-            groups.setdefault((row["split"], row["model"], row["classes"], _experiment(rep)), []).append(rep)
-    options = _options_told_apart(list(groups))
+    every = experiment_groups(loaded)
+    options = _options_told_apart(list(every))  # the names leaderboard_seeds.md gives the same columns
+    groups = {}
+    for k, runs in every.items():
+        reps = [rep for rep, _ in runs
+                if any(_get(r, "key_classes") for r in _get(rep, "test", "per_record", default={}).values())]
+        if k[0] != "stratified" and reps:
+            groups[k] = reps
     out = []
     for split, classes in sorted({(k[0], k[2]) for k in groups}):
         exps = sorted(k for k in groups if (k[0], k[2]) == (split, classes))
@@ -493,7 +503,8 @@ def seed_csv(groups: list[dict]) -> str:
 
 def write_outputs(out: Path, rows: list[dict], md: str, loaded: list, warn, plots: bool = True) -> list[Path]:
     """leaderboard.md/.csv, leaderboard_classes.md, leaderboard_seeds.md/.csv (mean ± std over
-    seeds), leaderboard_records.md (S and V per test record) and (plots=True) the PNGs of `loaded` (path, report, row) -> files written."""
+    seeds), leaderboard_records.md (S and V per test record) and (plots=True) the PNGs of `loaded`
+    (path, report, row) -> files written."""
     files = [out / "leaderboard.md", out / "leaderboard.csv", out / "leaderboard_classes.md",
              out / "leaderboard_seeds.md", out / "leaderboard_seeds.csv", out / "leaderboard_records.md"]
     groups = seed_groups(loaded)
