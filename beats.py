@@ -52,6 +52,28 @@ CLASS_SYMBOL: dict[str, str] = {"N": "N", "S": "A", "SVEB": "A", "V": "V", "VEB"
 
 # Per-beat feature sets (features.py computes them, utils.beat_inputs gives them to the models):
 # set name -> {column name: meaning}, in column order. A set's width is len() of its dict.
+_PATIENT = {  # relative to the patient's own rhythm (dimensionless; from the beat's past and its own post-RR)
+    "pre_long": "pre-RR / mean RR of the past 5 min (de Chazal's average RR, made causal)",
+    "post_long": "post-RR / the same long-term mean",
+    "pre_local": "pre-RR / mean of the last 10 RR intervals (this beat's pre-RR included)",
+    "post_local": "post-RR / the same local mean",
+    "post_pre": "post-RR / pre-RR (compensatory pause)",
+    "local_long": "local mean / long-term mean (rate change)",
+    "irr_cv": "std / mean of the last 32 RR intervals (irregularity: atrial fibrillation is high)",
+    "irr_mad": "median |dRR| / mean over the last 32 RR intervals (irregularity)",
+}
+_MEDIANS = {  # the same ratios to running *medians*, which a run of ectopic beats or a pause moves less
+    "pre_long_med": "pre-RR / median RR of the past 5 min",
+    "post_long_med": "post-RR / the same long-term median",
+    "pre_local_med": "pre-RR / median of the last 10 RR intervals (this beat's pre-RR included)",
+    "post_local_med": "post-RR / the same local median",
+    "local_long_med": "local median / long-term median (rate change)",
+}
+_CHANGE = {  # how abruptly the rhythm changes at this beat and the one before (against sinus arrhythmia's drift)
+    "pre_prev": "pre-RR / the previous beat's pre-RR (abruptness)",
+    "prev_pre_local": "the previous beat's pre-RR / its local mean (was the previous beat early?)",
+    "prev_pre_prev": "the previous beat's pre-RR / the pre-RR before it",
+}
 RR_FEATURES: dict[str, dict[str, str]] = {
     # the original --rr inputs: seconds and ratios to the local rhythm
     "local": {
@@ -60,45 +82,8 @@ RR_FEATURES: dict[str, dict[str, str]] = {
         "pre_rr_local": "pre-RR / mean of the 10 RR intervals ending at this beat",
         "post_rr_local": "post-RR / the same mean",
     },
-    # patient-relative context (dimensionless; from the beat's past and its own post-RR)
-    "patient": {
-        "pre_long": "pre-RR / mean RR of the past 5 min (de Chazal's average RR)",
-        "post_long": "post-RR / the same long-term mean",
-        "pre_local": "pre-RR / mean of the last 10 RR intervals (this beat's pre-RR included)",
-        "post_local": "post-RR / the same local mean",
-        "post_pre": "post-RR / pre-RR (compensatory pause)",
-        "local_long": "local mean / long-term mean (rate change)",
-        "irr_cv": "std / mean of the last 32 RR intervals (irregularity: atrial fibrillation is high)",
-        "irr_mad": "median |dRR| / mean over the last 32 RR intervals (irregularity)",
-    },
-}
-# "robust": the patient set plus the same ratios to running *medians*, which a run of ectopic
-# beats or a long pause moves less than a mean
-RR_FEATURES["robust"] = {
-    **RR_FEATURES["patient"],
-    "pre_long_med": "pre-RR / median RR of the past 5 min",
-    "post_long_med": "post-RR / the same long-term median",
-    "pre_local_med": "pre-RR / median of the last 10 RR intervals (this beat's pre-RR included)",
-    "post_local_med": "post-RR / the same local median",
-    "local_long_med": "local median / long-term median (rate change)",
-}
-# "sequence": the robust set plus how abruptly the rhythm changes at this beat and the beat before
-# (an early beat after a regular one, against the gradual changes of sinus arrhythmia)
-RR_FEATURES["sequence"] = {
-    **RR_FEATURES["robust"],
-    "pre_prev": "pre-RR / the previous beat's pre-RR (abruptness)",
-    "prev_pre_local": "the previous beat's pre-RR / its local mean (was the previous beat early?)",
-    "prev_pre_prev": "the previous beat's pre-RR / the pre-RR before it",
-}
-
-# "sinus": the sequence set plus ratios to an upper quantile of the recent RRs, an estimate of the
-# sinus cycle that frequent premature beats pull down less than a mean or median
-RR_FEATURES["sinus"] = {
-    **RR_FEATURES["sequence"],
-    "pre_long_q": "pre-RR / 0.8 quantile of the RRs of the past 5 min",
-    "post_long_q": "post-RR / the same quantile",
-    "pre_mid_q": "pre-RR / 0.8 quantile of the last 32 RR intervals (this beat's pre-RR included)",
-    "post_mid_q": "post-RR / the same quantile",
+    # patient-relative context, standardised inside the model (the inter-patient preset's)
+    "sequence": {**_PATIENT, **_MEDIANS, **_CHANGE},
 }
 
 

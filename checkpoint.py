@@ -17,14 +17,18 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn as nn
 
 from cli import UsageError
 from models import ModelIO, create_model
+from options import LAB_TAG
 from utils import PreprocConfig, atomic_write
 
 CKPT_FORMAT, CKPT_VERSION = "liteecg-checkpoint", 1
+# models.ModelIO fields of the research probes, now removed (docs/lab/README.md), at their "off" values
+REMOVED_IO = {"rr_hidden": 0, "feature_drop": 0.0, "template_mode": "channel"}
 FINAL, TRAINING_STATE = "final", "training-state"
 # what a training state holds beyond the common fields (trainer.fit's state)
 TRAINING_KEYS = ("epoch", "model_state", "optimizer", "scheduler", "torch_rng", "history",
@@ -46,15 +50,15 @@ class Checkpoint:
     stamp: str = ""                               # the run's timestamp (its file names)
     in_channels: int = 1                          # models.ModelIO (absent before: 1)
     rr_norm: bool = False                         # models.ModelIO (absent before: False)
-    rr_hidden: int = 0                            # models.ModelIO (absent before: 0)
-    feature_drop: float = 0.0                     # models.ModelIO (absent before: 0)
-    template_mode: str = "channel"                # models.ModelIO (absent before: "channel")
     members: int = 1                              # > 1: a models.Ensemble of that many (absent before: 1)
     kind: str = FINAL
     state_dict: dict | None = None
     best_val: dict = field(default_factory=dict)
     cv: dict | None = None      # --cv: the folds, the per-epoch pooled scores, the chosen epochs
     training: dict | None = None
+    # a few training beats of every class ({"x": (n, C, T) float16, "rr": (n, F) or None, "y", "records"}):
+    # export.py --int8 calibrates on them, so a checkpoint exports without the data (absent before)
+    calibration: dict | None = None
 
     @property
     def preproc(self) -> PreprocConfig:
@@ -73,7 +77,15 @@ class Checkpoint:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Checkpoint":
+    def from_dict(cls, d: dict, path: str | os.PathLike = "checkpoint") -> "Checkpoint":
+        for k, off in REMOVED_IO.items():
+            if d.get(k, off) != off:
+                raise UsageError(f"{path} was made with {k}={d[k]}, a research probe that was removed; it runs at "
+                                 f"git tag {LAB_TAG} (docs/lab/README.md)")
+        try:
+            PreprocConfig.from_dict(d["preprocessing"])
+        except ValueError as e:
+            raise UsageError(f"{path} was {e}") from None
         common = {f.name: d[f.name] for f in dataclasses.fields(cls)
                   if f.name in d and f.name not in ("state_dict", "training")}
         kind = d.get("kind", FINAL)
@@ -86,18 +98,34 @@ class Checkpoint:
         p = Path(path)
         if not p.is_file():
             raise UsageError(f"checkpoint {p} does not exist")
+        if p.suffix.lower() in (".onnx", ".ts"):
+            raise UsageError(f"{p} is an exported model ({p.suffix}); this needs the .pt checkpoint it came from "
+                             "(predict.py runs .onnx files)")
         try:
             d = torch.load(p, map_location="cpu", weights_only=True)
-        except Exception as e:
-            raise UsageError(f"{p} is not a readable checkpoint ({type(e).__name__})") from None
+        except Exception:  # a zip archive torch cannot open, or bytes that are no pickle at all
+            raise UsageError(f"{p} cannot be read as a checkpoint: the file is truncated or damaged, or is no "
+                             f"LiteECG .pt file ({p.stat().st_size:,} bytes)") from None
         if not isinstance(d, dict) or d.get("format") != CKPT_FORMAT:
             raise UsageError(f"{p} is not a LiteECG checkpoint")
         if d.get("version") != CKPT_VERSION:
             raise UsageError(f"{p} has checkpoint version {d.get('version')}, this code reads {CKPT_VERSION}")
         try:
-            return cls.from_dict(d)
+            return cls.from_dict(d, p)
         except (KeyError, TypeError) as e:
-            raise UsageError(f"{p} is an incomplete LiteECG checkpoint ({type(e).__name__}: {e})") from None
+            raise UsageError(f"{p} is an incomplete LiteECG checkpoint (missing or wrong field: {e})") from None
+
+    @staticmethod
+    def calibration_sample(data, idx: np.ndarray, per_class: int, seed: int) -> dict:
+        """At most `per_class` beats of each class of the part `idx` (seeded), as model inputs
+        (x float16: half the bytes, ample for the int8 ranges): what export.py --int8 calibrates on."""
+        from dataset import limit_per_class
+        from utils import stack_inputs
+        pick = limit_per_class(data.y, idx, per_class, seed)
+        x = stack_inputs(data.x[pick], None if data.tm is None else data.tm[pick])
+        return {"x": torch.from_numpy(x.astype(np.float16)), "rr": torch.from_numpy(data.rr[pick].copy()),
+                "y": torch.from_numpy(data.y[pick].copy()),
+                "records": sorted({str(r) for r in data.record[pick]}, key=int)}
 
     def save(self, path: str | os.PathLike) -> None:
         """Write atomically (temp file + rename): a failed write leaves the previous file."""

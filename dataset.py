@@ -27,9 +27,9 @@ import torch
 
 from stratified_dataset import LEAKAGE_WARNING, stratified_split
 from cli import DataError
+from config import SPLIT_MODES
 from utils import MITDB_RECORDS, BeatData, PreprocConfig, load_beats, stack_inputs
 
-SPLIT_MODES = ("stratified", "random", "interpatient")
 PARTS = ("train", "val", "test")
 
 # de Chazal, O'Dwyer & Reilly 2004, IEEE TBME 51(7): the inter-patient protocol.
@@ -200,6 +200,7 @@ def stratified_beat_split(data: BeatData, seed: int) -> Splits:
 SPLITTERS: dict[str, Callable[[BeatData, int], Splits]] = {
     "stratified": stratified_beat_split, "random": random_record_split,
     "interpatient": interpatient_split}
+assert tuple(SPLITTERS) == SPLIT_MODES, "config.SPLIT_MODES names dataset.SPLITTERS"
 
 
 def explicit_split(data: BeatData, explicit: dict[str, Sequence[str]]) -> Splits:
@@ -276,7 +277,7 @@ class BeatTensors:
     def __init__(self, data: BeatData, idx: np.ndarray, device: str | torch.device = "cpu"):
         self._set(data.x[idx], None if data.tm is None else data.tm[idx], data.rr[idx], data.y[idx], device)
         self.record = data.record[idx]  # (N,) numpy: whose beat each row is (--patient-balance)
-        self.rpeak = data.rpeak[idx]    # (N,) numpy: its R-peak sample in that record (--adapt-norm)
+        self.rpeak = data.rpeak[idx]    # (N,) numpy: its R-peak sample in that record
 
     @classmethod
     def from_arrays(cls, x: np.ndarray, tm: np.ndarray | None, rr: np.ndarray, y: np.ndarray | None = None,

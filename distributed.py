@@ -116,6 +116,15 @@ class World:
         self._armed = True
         return device
 
+    def where(self, device, batch_size: int) -> str:
+        """Where a run trains, for its first line: the device, or the processes and their share
+        of the global batch."""
+        if not self.distributed:
+            return str(device)
+        per, machines = batch_size // self.size, len({d.split("@")[-1] for d in self.devices})
+        return (f"{self.size} processes ({self.backend}, {machines} machine(s)), global batch {batch_size} "
+                f"= {per}{'' if batch_size % self.size == 0 else f'-{per + 1}'} beats per process")
+
     def describe(self) -> dict:
         """The report's record of where the run ran (environment section)."""
         return {"world_size": self.size, "backend": self.backend, "devices": list(self.devices)}

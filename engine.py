@@ -1,5 +1,6 @@
-"""The training and inference steps: loss, schedule, augmentation, one epoch, prediction, and
-the test-part evaluation. trainer.py wires them into a run; evaluate.py reuses the inference.
+"""The training and inference steps: loss, schedule, augmentation, one epoch, the training loop
+with early stopping (`fit`; `fit_members` for an ensemble), prediction, and the test-part
+evaluation. trainer.py wires them into a run; evaluate.py reuses the inference.
 
 Everything here takes tensors and plain values (no command-line namespace), so it can be tested
 and reused alone.
@@ -9,18 +10,21 @@ from __future__ import annotations
 import copy
 import hashlib
 import math
-from typing import Iterator
+import time
+from dataclasses import dataclass, replace
+from typing import Callable
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from config import CLASS_WEIGHTINGS
 from dataset import BeatTensors
-from metrics import (bootstrap_ci, classification_metrics, confusion_matrix, ec57_stats, f1_from_cm,
-                     key_class_stats)
+from distributed import World
+from metrics import bootstrap_ci, classification_metrics, ec57_stats, key_class_stats
+from models import Ensemble
 
-CLASS_WEIGHTINGS = {"inverse": 1.0, "sqrt": 0.5}  # --class-weights mode -> power of N / (C * n_c)
 # Record 232 (DS2) holds about 75 % of DS2's S beats, so the literature's S figures are mostly
 # one patient's: reports give the key-class figures without it as well.
 RECORDS_REPORTED_WITHOUT = ("232",)
@@ -56,26 +60,21 @@ def patient_balance_weights(y: np.ndarray, record: np.ndarray, power: float) -> 
 
 
 class Loss:
-    """Cross-entropy (optionally label-smoothed), or focal loss -(1 - p_t)^gamma * log p_t (Lin et
-    al. 2017), optionally class-weighted and/or beat-weighted (`w`, e.g. patient_balance_weights).
-    `loss(logits, y, w)` is the batch's weighted mean: the sum of weight[y] * w * loss over the sum
-    of weight[y] * w.
+    """Cross-entropy, or focal loss -(1 - p_t)^gamma * log p_t (Lin et al. 2017), optionally
+    class-weighted and/or beat-weighted (`w`, e.g. patient_balance_weights). `loss(logits, y, w)`
+    is the batch's weighted mean: the sum of weight[y] * w * loss over the sum of weight[y] * w.
     A distributed run splits a batch over processes: each computes `loss.sum(logits, y, w) /
     loss.normaliser(y, w of the whole batch)`, and these shares add up to the batch's mean exactly
     (a weighted mean divides by the batch's sum of weights, which the processes' own weighted means
     would not share)."""
 
-    def __init__(self, focal: bool, gamma: float, weight: torch.Tensor | None, smoothing: float = 0.0):
-        self.focal, self.gamma, self.weight, self.smoothing = focal, gamma, weight, smoothing
-        # F.cross_entropy with both `weight` and `label_smoothing` weights each class's smoothing
-        # term by that class's weight; here a beat's whole loss gets its own class's weight, so
-        # smoothing leaves the plain path and goes through the per-beat one.
-        self.plain = not focal and not smoothing
+    def __init__(self, focal: bool, gamma: float, weight: torch.Tensor | None):
+        self.focal, self.gamma, self.weight = focal, gamma, weight
 
     def _per_beat(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """(B,) each row's unweighted loss."""
-        if not self.focal:  # (1 - eps) * -log p_y + eps * mean over classes of -log p_c
-            return F.cross_entropy(logits, y, reduction="none", label_smoothing=self.smoothing)
+        if not self.focal:
+            return F.cross_entropy(logits, y, reduction="none")
         logp = F.log_softmax(logits, 1).gather(1, y[:, None]).squeeze(1)  # (B,)
         return -((1 - logp.exp()) ** self.gamma) * logp
 
@@ -86,7 +85,7 @@ class Loss:
         return self.weight[y] if w is None else self.weight[y] * w
 
     def __call__(self, logits: torch.Tensor, y: torch.Tensor, w: torch.Tensor | None = None) -> torch.Tensor:
-        if w is None and self.plain:  # the plain path, bit for bit what it was before beat weights
+        if w is None and not self.focal:  # the plain path, bit for bit what it was before beat weights
             return F.cross_entropy(logits, y, weight=self.weight)
         if w is None and self.weight is None:
             return self._per_beat(logits, y).mean()
@@ -94,7 +93,7 @@ class Loss:
 
     def sum(self, logits: torch.Tensor, y: torch.Tensor, w: torch.Tensor | None = None) -> torch.Tensor:
         """The numerator of the mean: the (weighted) sum over these rows."""
-        if w is None and self.plain:
+        if w is None and not self.focal:
             return F.cross_entropy(logits, y, weight=self.weight, reduction="sum")
         loss = self._per_beat(logits, y)  # (B,)
         bw = self._beat_weights(y, w)
@@ -105,11 +104,6 @@ class Loss:
         or their sum of weights."""
         bw = self._beat_weights(y, w)
         return len(y) if bw is None else bw.sum().clamp_min(1e-12)
-
-
-def make_loss(focal: bool, gamma: float, weight: torch.Tensor | None, smoothing: float = 0.0) -> Loss:
-    """The training loss (see Loss); `smoothing` = label smoothing of the cross-entropy."""
-    return Loss(focal, gamma, weight, smoothing)
 
 
 def lr_lambda(total_steps: int, warmup: int):
@@ -136,112 +130,6 @@ def predict(model: nn.Module, part: BeatTensors, batch_size: int, use_rr: bool,
         probs.append(torch.softmax(logits.float(), 1))
     p = torch.cat(probs).cpu().numpy()
     return p.argmax(1), p, (total.item() / len(part) if loss_fn is not None else float("nan"))
-
-
-def _scaled_by(var: torch.Tensor):
-    """A forward hook for a train-mode BatchNorm: centre on the batch mean as it does, but scale by
-    the given (training) variance instead of the batch's (--adapt-stats mean)."""
-    def hook(bn: nn.Module, inputs: tuple, out: torch.Tensor) -> torch.Tensor:
-        x = inputs[0]  # (B, C) or (B, C, T)
-        shape = (1, -1) + (1,) * (x.dim() - 2)
-        mean = x.mean([0, *range(2, x.dim())])
-        return (x - mean.view(shape)) * (bn.weight * torch.rsqrt(var + bn.eps)).view(shape) + bn.bias.view(shape)
-    return hook
-
-
-def record_blocks(record: np.ndarray, rpeak: np.ndarray, block: int) -> Iterator[list[np.ndarray]]:
-    """For each record, the row indices of its beats in consecutive blocks of `block` samples by
-    R-peak time, earliest block first (empty blocks left out): the unit the --cv-only adaptation
-    probes update on, each block seeing only the ones before it."""
-    blk = np.floor_divide(rpeak, block)  # (N,) block of each beat in its record
-    for r in np.unique(record):
-        in_r = np.flatnonzero(record == r)
-        yield [in_r[blk[in_r] == b] for b in np.unique(blk[in_r])]
-
-
-def adapted_predict(model: nn.Module, part: BeatTensors, batch_size: int, use_rr: bool, block: int,
-                    loss_fn=None, stats: str = "both") -> tuple[np.ndarray, np.ndarray, float]:
-    """`predict` with BatchNorm statistics adapted to each record from its own earlier beats
-    (--adapt-norm; AdaBN, Li et al. 2016, made causal): a record is cut into blocks of `block`
-    samples by R-peak time (record_blocks); block 0 is predicted with the training statistics,
-    block b with the mean of the batch statistics of blocks 0..b-1. No label, later beat or other
-    record is used, and `model` is not changed (each record adapts a copy). Why: a new patient's
-    beats sit elsewhere in feature space than the training patients'; re-centring the features on
-    the wearer's own beats is what a monitor can do without labels. `stats` "mean": only the means
-    adapt, the variances stay the training ones. -> as `predict`."""
-    if part.record is None or part.rpeak is None:
-        raise ValueError("adapted_predict needs each beat's record and R-peak sample")
-    model.eval()
-    logits = torch.empty((len(part), model.num_classes), device=part.y.device)
-    bs = max(batch_size, 512)
-    for blocks in record_blocks(part.record, part.rpeak, block):
-        m = copy.deepcopy(model)
-        m.requires_grad_(False)  # statistics passes build no graph
-        bns = [b for b in m.modules() if isinstance(b, nn.modules.batchnorm._BatchNorm)]
-        train_var = [bn.running_var.clone() for bn in bns]
-        adapted = False
-        for i, rows in enumerate(blocks):
-            rows = torch.from_numpy(rows).to(part.y.device)
-            x, rr = part.x[rows], part.rr[rows] if use_rr else None
-            with torch.no_grad():
-                for lo in range(0, len(rows), bs):
-                    logits[rows[lo:lo + bs]] = m(x[lo:lo + bs], None if rr is None else rr[lo:lo + bs]).float()
-            if i + 1 == len(blocks) or len(rows) < 2:
-                continue
-            if not adapted:  # from here on the record's own statistics, averaged over its blocks
-                for bn in bns:
-                    bn.reset_running_stats()
-                    bn.momentum = None
-                adapted = True
-            for bn in bns:
-                bn.train()
-            hooks = ([bn.register_forward_hook(_scaled_by(v)) for bn, v in zip(bns, train_var)]
-                     if stats == "mean" else [])
-            with torch.enable_grad():  # ConvBN folds BN only under no_grad; nothing here requires grad
-                m(x, rr)
-            for h in hooks:
-                h.remove()
-            for bn, v in zip(bns, train_var):
-                bn.eval()
-                if stats == "mean":
-                    bn.running_var.copy_(v)
-    loss = (loss_fn(logits, part.y).item() if loss_fn is not None else float("nan"))
-    p = torch.softmax(logits, 1).cpu().numpy()
-    return p.argmax(1), p, loss
-
-
-def prior_adapted(prob: np.ndarray, record: np.ndarray, rpeak: np.ndarray, block: int,
-                  train_prior: np.ndarray, iters: int = 100, adapt: np.ndarray | None = None) -> np.ndarray:
-    """Class probabilities re-weighted per record for the record's own class prior (--adapt-prior;
-    Saerens, Latinne & Decaestecker 2002, made causal): a record is cut into blocks of `block`
-    samples by R-peak time (record_blocks); block 0 keeps the model's output, block b is re-weighted by
-    prior / train_prior, the prior estimated by EM from the outputs on the record's blocks 0..b-1.
-    No label, later beat or other record is used. Why: patients differ most in how many S and V
-    beats they have, and a net trained on DS1's mix expects DS1's. `adapt` (C,) bool (--adapt-classes):
-    only these classes' priors are estimated, the others stay at the training prior (the EM under that
-    constraint), since a class seen a few times in training (DS1: 8 Q beats) has a prior that any
-    stray output multiplies. (N, C) -> (N, C)."""
-    out = prob.astype(np.float64, copy=True)
-    base = np.clip(np.asarray(train_prior, np.float64), 1e-6, None)  # (C,)
-    adapt = np.ones(len(base), bool) if adapt is None else np.asarray(adapt, bool)
-    mass = base[adapt].sum()  # the adapted classes' share, kept: the fixed ones keep theirs
-    for blocks in record_blocks(record, rpeak, block):
-        for b in range(1, len(blocks)):
-            seen = prob[np.concatenate(blocks[:b])].astype(np.float64)  # (n, C) the record's earlier outputs
-            pi = base
-            for _ in range(iters):  # EM: posteriors under the current prior -> their mean
-                q = seen * (pi / base)
-                new = (q / q.sum(1, keepdims=True)).mean(0)
-                if not adapt.all():
-                    new = np.where(adapt, new / new[adapt].sum() * mass, base)
-                done = np.abs(new - pi).max() < 1e-7
-                pi = new
-                if done:
-                    break
-            rows = blocks[b]
-            q = out[rows] * (pi / base)
-            out[rows] = q / q.sum(1, keepdims=True)
-    return out.astype(prob.dtype)
 
 
 def cpu_state(model: nn.Module) -> dict:
@@ -413,6 +301,198 @@ def train_one_epoch(model, part: BeatTensors, opt, sched, loss_fn: Loss, batch_s
     return world.sum_(total).item() / seen, np.stack([pairs % c, pairs // c])
 
 
+@dataclass
+class FitOptions:
+    """What the training loop needs to know (options.RunConfig holds it for a run)."""
+    epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+    patience: int
+    seed: int
+    focal: bool = False
+    focal_gamma: float = 2.0
+    class_weights: str | None = None  # None | "inverse" | "sqrt"
+    patient_balance: float = 0.0      # > 0: per-beat weights evening out patients within a class
+    augment_fs: int | None = None     # sampling rate when augmenting, else None
+    quiet: bool = False
+    template_swap: float = 0.0        # > 0: share of training beats moved onto another beat's template
+    ema_epochs: float = 0.0           # > 0: evaluate and keep a moving average of the weights
+    stop_epoch: int | None = None     # stop after this epoch of the `epochs`-long schedule (--cv's final fit)
+
+    @classmethod
+    def from_config(cls, cfg) -> "FitOptions":
+        """From an options.RunConfig."""
+        return cls(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                   patience=cfg.patience, seed=cfg.seed, focal=cfg.focal, focal_gamma=cfg.focal_gamma,
+                   class_weights=cfg.class_weights, patient_balance=cfg.patient_balance,
+                   augment_fs=cfg.fs if cfg.augment else None, quiet=cfg.quiet, template_swap=cfg.template_swap,
+                   ema_epochs=cfg.ema_epochs)
+
+
+def new_state() -> dict:
+    """fit's state before the first epoch (checkpoint.TRAINING_KEYS are what --resume keeps of it)."""
+    return {"epoch": 0, "history": [], "best_val": {}, "best_state": None, "bad_epochs": 0, "ema_state": None,
+            "members": []}
+
+
+def fit(model: nn.Module, tr: BeatTensors, va: BeatTensors | None, class_names: list[str], opts: FitOptions,
+        state: dict, save_state: Callable[[dict], None], device, log: Callable[[str], None] = print,
+        on_epoch: Callable[[int, np.ndarray, float, np.ndarray], None] | None = None,
+        world: World | None = None) -> dict:
+    """Train with early stopping on validation macro-F1; returns the state (best weights,
+    history, ...). A resumed state (epoch > 0) brings the weights, optimiser, schedule and RNG.
+    After every epoch `save_state(state)` persists it for --resume (before the epoch's line is
+    printed), and `on_epoch(epoch, val predictions, val loss, val probabilities)` sees the epoch's
+    validation (cross-validation collects held-out outputs so). Without a validation part (`va`
+    None) the last epoch is the best. Ctrl-C stops cleanly after marking the state interrupted;
+    the caller evaluates the best weights.
+
+    `world` (a distributed run, see distributed.py): every process trains its shard of each
+    batch; rank 0 alone validates, keeps the state and logs, and its early-stopping decision
+    and any process's Ctrl-C reach all processes at the same step."""
+    world = world or World()
+    use_rr = model.rr_dim > 0
+    if state["epoch"] > 0:  # resumed: the weights (with their RR standardisation) go on from there
+        model.load_state_dict(state["model_state"])
+    elif model.rr_norm:  # standardisation from the training part
+        model.set_rr_stats(tr.rr)
+    weight = (class_weights(tr.y.cpu().numpy(), len(class_names), opts.class_weights).to(device)
+              if opts.class_weights else None)
+    loss_fn = Loss(opts.focal, opts.focal_gamma, weight)
+    tr.w = (torch.from_numpy(patient_balance_weights(tr.y.cpu().numpy(), tr.record, opts.patient_balance))
+            .to(tr.y.device) if opts.patient_balance else None)
+    net = world.wrap(model)  # DDP under torchrun (it averages the gradients); `model` stays the bare module
+    opt = torch.optim.AdamW(model.parameters(), lr=opts.lr, weight_decay=opts.weight_decay)
+    steps = opts.epochs * tr.num_batches(opts.batch_size)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(steps, warmup=min(200, steps // 10 + 1)))
+    if state.get("optimizer"):  # resumed
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["torch_rng"])
+    # --ema-epochs: the moving average (time constant in optimiser steps) is what is validated and kept
+    average = (WeightAverage(model, opts.ema_epochs * tr.num_batches(opts.batch_size))
+               if opts.ema_epochs > 0 else None)
+    if average is not None and state.get("ema_state"):
+        average.load_state_dict(state["ema_state"])
+    evaluated = average.model if average is not None else model
+    world.defer_sigint = True  # a distributed run's Ctrl-C waits for the next shared check (distributed.py)
+    try:
+        for epoch in range(state["epoch"] + 1, (opts.stop_epoch or opts.epochs) + 1):
+            t0 = time.perf_counter()
+            gen = torch.Generator().manual_seed(opts.seed * 1000 + epoch)  # per-epoch order: resumable
+            world.seed_dropout(opts.seed, epoch)
+            tr_loss, (tp, ty) = train_one_epoch(net, tr, opt, sched, loss_fn, opts.batch_size, use_rr,
+                                                gen, f"epoch {epoch}/{opts.epochs}", opts.quiet,
+                                                augment_fs=opts.augment_fs, world=world, average=average,
+                                                template_swap=opts.template_swap)
+            t_train = time.perf_counter() - t0
+            early_stop = False
+            if world.is_main:  # rank 0 validates, keeps the state and prints; the others await its decision
+                va_m, va_loss = {"macro_f1": None, "accuracy": None}, None
+                if va is not None:
+                    vp, vprob, va_loss = predict(evaluated, va, opts.batch_size, use_rr, loss_fn)
+                    va_m = classification_metrics(va.y.cpu().numpy(), vp, class_names)
+                    if on_epoch:
+                        on_epoch(epoch, vp, va_loss, vprob)
+                tr_f1 = classification_metrics(ty, tp, class_names)["macro_f1"]
+                sec = time.perf_counter() - t0
+                row = dict(epoch=epoch, train_loss=tr_loss, train_f1=tr_f1, val_loss=va_loss,
+                           val_f1=va_m["macro_f1"], val_accuracy=va_m["accuracy"],
+                           lr=opt.param_groups[0]["lr"], seconds=sec, train_seconds=t_train,
+                           train_beats_per_s=len(tr) / t_train)
+                state["history"].append(row)
+                better = va is None or va_m["macro_f1"] > state["best_val"].get("macro_f1", -1.0)
+                if better:
+                    state["best_val"] = dict(epoch=epoch, macro_f1=va_m["macro_f1"],
+                                             accuracy=va_m["accuracy"], loss=va_loss)
+                    state["best_state"] = cpu_state(evaluated)
+                    state["bad_epochs"] = 0
+                else:
+                    state["bad_epochs"] += 1
+                state.update(epoch=epoch, model_state=model.state_dict(), optimizer=opt.state_dict(),
+                             scheduler=sched.state_dict(), torch_rng=torch.get_rng_state(),
+                             ema_state=average.state_dict() if average is not None else None)
+                # state first, then the line: whoever acts on the line finds the state on disk
+                save_state(state)
+                val = (f" | val loss {va_loss:.4f} F1 {va_m['macro_f1']:.4f}" if va is not None else "")
+                log(f"epoch {epoch:3d}/{opts.epochs}  train loss {tr_loss:.4f} F1 {tr_f1:.4f}{val} | "
+                    f"lr {row['lr']:.2e} | {sec:5.1f} s ({row['train_beats_per_s']:.0f} beats/s)"
+                    f"{'  *best' if better and va is not None else ''}")
+                early_stop = state["bad_epochs"] >= opts.patience
+            early_stop, interrupted = world.any(early_stop, world.interrupt_seen)
+            if early_stop:
+                log(f"early stopping: no val macro-F1 gain for {opts.patience} epochs")
+                break
+            if interrupted:  # a distributed run's Ctrl-C, seen after the epoch's last check
+                raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        state["interrupted"] = True
+        log("\ninterrupted: evaluating the best model so far")
+    finally:
+        world.defer_sigint = False
+    return state
+
+
+# --ensemble K: member m trains from seed + MEMBER_SEED_STEP * m (its initialisation, batch order and
+# dropout), so member 0 is exactly the single-model run of the same seed.
+MEMBER_SEED_STEP = 10007
+
+
+def member_seed(seed: int, member: int) -> int:
+    """The seed of ensemble member `member` of a run seeded `seed`."""
+    return seed + MEMBER_SEED_STEP * member
+
+
+def _finished(state: dict) -> dict:
+    """What an ensemble keeps of a finished member's training."""
+    return {k: state[k] for k in ("best_state", "best_val", "history")}
+
+
+def fit_members(opts: FitOptions, members: int, build: Callable[[], nn.Module], tr: BeatTensors,
+                va: BeatTensors | None, class_names: list[str], state: dict, save_state: Callable[[dict], None],
+                device, log: Callable[[str], None] = print, world: World | None = None
+                ) -> tuple[nn.Module | None, dict]:
+    """`fit` once per ensemble member (one member: the plain run), each from `build()` seeded by
+    member_seed(opts.seed, m); the finished members ride along in the next one's training state,
+    so --resume goes on with the member it stopped in. -> (the model to test: the best weights, or
+    the Ensemble of the members' best weights, in eval mode on `device`; None where there is none:
+    another process of a distributed run, nothing trained, or an ensemble interrupted; the state,
+    whose best_state / best_val / history then describe that model)."""
+    world = world or World()
+    for m in range(len(state["members"]), members):
+        seed = member_seed(opts.seed, m)
+        torch.manual_seed(seed)
+        np.random.seed(seed)
+        model = build()
+        if members > 1:
+            log(f"ensemble member {m + 1}/{members} (seed {seed})")
+        state = fit(model, tr, va, class_names, replace(opts, seed=seed), state, save_state, device, log, world=world)
+        if state.get("interrupted"):
+            break
+        if m < members - 1:  # the next member starts afresh
+            state = {**new_state(), "members": state["members"] + [_finished(state)]}
+    if not world.is_main or state["best_state"] is None or (members > 1 and state.get("interrupted")):
+        return None, state
+    if members == 1:
+        model.load_state_dict(state["best_state"])  # the test part sees the best weights only
+        return model, state
+    done = state["members"] + [_finished(state)]
+    parts = []
+    for d in done:
+        parts.append(build())
+        parts[-1].load_state_dict(d["best_state"])
+    model = Ensemble(parts).to(device)
+    state.update(best_state=cpu_state(model), history=[{**row, "member": i} for i, d in enumerate(done)
+                                                        for row in d["history"]],
+                 best_val={"epoch": None, "members": [d["best_val"] for d in done]})
+    if va is not None:  # what early stopping saw, for the ensemble as a whole
+        vp, _, _ = predict(model, va, opts.batch_size, model.rr_dim > 0)
+        vm = classification_metrics(va.y.cpu().numpy(), vp, class_names)
+        state["best_val"].update(macro_f1=vm["macro_f1"], accuracy=vm["accuracy"])
+    return model, state
+
+
 def evaluate_part(model: nn.Module, part: BeatTensors, y: np.ndarray, record: np.ndarray,
                   class_names: list[str], *, grouped: bool, bootstrap: int, seed: int,
                   batch_size: int) -> dict:
@@ -438,39 +518,3 @@ def evaluate_part(model: nn.Module, part: BeatTensors, y: np.ndarray, record: np
     out["predictions_sha256"] = hashlib.sha256(pred.astype(np.int8).tobytes()).hexdigest()
     out["n_beats"] = int(len(y))
     return out
-
-
-# Offsets tried for each key class's log-probability (0 first: of equal scores, no change wins).
-_STEPS = np.arange(-8, 17) * 0.25                  # -2.0, -1.75, ..., 4.0
-OFFSET_GRID = np.concatenate([[0.0], _STEPS[_STEPS != 0]])
-
-
-def offset_scores(logp: np.ndarray, y: np.ndarray, keys: list[int],
-                  grid: np.ndarray = OFFSET_GRID) -> tuple[np.ndarray, np.ndarray]:
-    """Macro-F1 of argmax(logp + b) for every offset vector b on the grid (offsets on the `keys`
-    classes, 0 elsewhere). logp: (N, C) log-probabilities. -> ((M, C) offsets, (M,) macro-F1)."""
-    C = logp.shape[1]
-    combos = np.stack(np.meshgrid(*[grid] * len(keys), indexing="ij"), -1).reshape(-1, len(keys))  # (M, k)
-    offs = np.zeros((len(combos), C))
-    offs[:, keys] = combos
-    present = np.bincount(y, minlength=C) > 0
-    cms = np.stack([confusion_matrix(y, (logp + b).argmax(1), C) for b in offs])  # (M, C, C)
-    return offs, f1_from_cm(cms)[:, present].mean(1)   # macro over the classes present, as reported
-
-
-def tune_offsets(logp: np.ndarray, y: np.ndarray, keys: list[int], folds: list[np.ndarray]) -> dict:
-    """Additive offsets of the key classes' log-probabilities that maximise pooled macro-F1 of
-    held-out outputs `logp` (N, C), and an honest estimate of what they bring: each fold's beats
-    are scored with the offsets chosen on the other folds' beats (cross-fitting), so no beat
-    judges the offsets it chose. -> {"offsets": [C floats], "in_sample_macro_f1": the chosen
-    offsets' score on the beats that chose them (optimistic), "cross_fitted_pred": (N,) int}."""
-    offs, score = offset_scores(logp, y, keys)
-    best = offs[int(np.argmax(score))]               # the first of equals: 0 when it ties
-    pred = np.empty(len(y), np.int64)
-    for f in folds:
-        rest = np.ones(len(y), bool)
-        rest[f] = False
-        o, sc = offset_scores(logp[rest], y[rest], keys)
-        pred[f] = (logp[f] + o[int(np.argmax(sc))]).argmax(1)
-    return {"offsets": [float(v) for v in best], "in_sample_macro_f1": float(score.max()),
-            "cross_fitted_pred": pred}

@@ -10,67 +10,153 @@ every training run, so a trained model and a re-evaluated one are measured by th
 """
 from __future__ import annotations
 
-import argparse
 import sys
-import time
-from pathlib import Path
-
-import numpy as np
-import torch
-
-from checkpoint import Checkpoint
-from cli import log, run_cli
-from dataset import BeatTensors, load_split
-from engine import evaluate_part
-from options import adopt_checkpoint_args, data_kwargs, parse_args, prepare_run
-from profiling import profile_model
-from report import build_report, run_stamp, write_report
 
 
-def test_and_report(model, data, splits, ckpt: Checkpoint, ckpt_path, report_path: Path,
-                    args: argparse.Namespace, device, *, stamp: str, history: list[dict], t_start: float,
-                    interrupted: bool = False, extra: dict | None = None, world: dict | None = None,
-                    log=log) -> dict:
+def _usage(argv: list[str]) -> None:
+    """evaluate.py's own command-line front, before torch is imported: help, or the checkpoint first."""
+    if argv and argv[0] in ("-h", "--help"):
+        print(__doc__.strip())
+        print("\nAll data and output flags of trainer.py apply (python trainer.py --help).")
+        sys.exit(0)
+    if not argv or argv[0].startswith("-"):
+        print("evaluate.py: error: give the checkpoint first: python evaluate.py CKPT [trainer flags]",
+              file=sys.stderr)
+        sys.exit(2)
+    from options import preflight
+    preflight(["--eval-only", *argv])
+
+
+if __name__ == "__main__":
+    _usage(sys.argv[1:])
+
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from checkpoint import Checkpoint  # noqa: E402
+from cli import UsageError, log, resolve_device, run_cli  # noqa: E402
+from dataset import BeatTensors, Splits, load_split  # noqa: E402
+from distributed import World  # noqa: E402
+from engine import evaluate_part  # noqa: E402
+from options import RunConfig, check_args, check_writable, from_saved, parse_args  # noqa: E402
+from profiling import profile_model  # noqa: E402
+from report import build_report, run_stamp, write_report  # noqa: E402
+
+
+def check_model_set(cfg: RunConfig) -> None:
+    """--model-set values, before any data is read: the constructor's own checks (unknown key,
+    impossible shapes) and one forward pass, as one line."""
+    if not cfg.model_set:
+        return
+    from models import create_model
+    try:
+        with torch.no_grad():
+            create_model(cfg.model, **dict(cfg.model_set)).train()(torch.zeros(2, 1, round(cfg.segment_sec * cfg.fs)))
+    except (ValueError, TypeError, RuntimeError) as e:
+        raise UsageError(f"--model-set: {e}") from None
+
+
+def prepare_run(cfg: RunConfig, log=log, world: World | None = None) -> tuple[torch.device, Path]:
+    """The common start of a training and an evaluation run: check the configuration, set the CPU
+    threads, pick the device, check that --out-dir can be written (it is created with the first
+    file, so a run that fails early leaves no folder) -> (device, out_dir)."""
+    check_args(cfg)
+    check_model_set(cfg)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    main = world is None or world.is_main  # the other processes of a distributed run write nothing
+    out_dir = check_writable(cfg.out_dir) if main else Path(cfg.out_dir)
+    return resolve_device(cfg.device, log), out_dir
+
+
+def test_and_report(model, data, splits: Splits, ckpt: Checkpoint, ckpt_path, report_path: Path, cfg: RunConfig,
+                    device, *, stamp: str, history: list[dict], t_start: float, interrupted: bool = False,
+                    extra: dict | None = None, world: dict | None = None, log=log) -> dict:
     """Evaluate `model` once on the split's test part, profile it, write the report -> test metrics.
     `world`: where a distributed run trained (distributed.World.describe()); default one process."""
     te = BeatTensors(data, splits.test, device)
     test = evaluate_part(model, te, data.y[splits.test], data.record[splits.test], data.class_names,
-                         grouped=splits.mode != "stratified", bootstrap=args.bootstrap, seed=args.seed,
-                         batch_size=args.batch_size)
+                         grouped=splits.mode != "stratified", bootstrap=cfg.bootstrap, seed=cfg.seed,
+                         batch_size=cfg.batch_size)
     mm = profile_model(model, seq_len=data.config.window, device=str(device), rr_dim=model.rr_dim)
     report = build_report(
         model_name=ckpt.model_name, stamp=stamp, ckpt_path=ckpt_path,
-        args=vars(args), class_names=data.class_names, preprocessing=data.config.to_dict(),
+        args=cfg.to_dict(), class_names=data.class_names, preprocessing=data.config.to_dict(),
         dataset={**splits.summary(data), "leads": data.leads}, test=test, best_val=ckpt.best_val,
-        history=history, model_metrics=mm, device=device, seed=args.seed,
+        history=history, model_metrics=mm, device=device, seed=cfg.seed,
         t_total=time.perf_counter() - t_start, interrupted=interrupted, world=world)
+    report_path.parent.mkdir(parents=True, exist_ok=True)
     write_report({**report, **(extra or {})}, report_path)
     return test
 
 
-def log_result(test: dict, log=log) -> None:
+def collapse_warning(test: dict, class_names: list[str]) -> str | None:
+    """A warning when the predictions collapsed onto one class: a model that has not learnt yet
+    (too few epochs or beats) scores a macro-F1 near 0 and says nothing else."""
+    cm = np.asarray(test["confusion_matrix"]["matrix"])  # rows: reference, columns: predicted
+    support, called = cm.sum(1), cm.sum(0)
+    top = int(called.argmax())
+    share, ref_share = called[top] / max(1, cm.sum()), support[top] / max(1, cm.sum())
+    others_found = [k for k in range(len(class_names)) if k != top and support[k] and cm[k, k]]
+    if (support > 0).sum() < 2 or others_found and not (share >= 0.99 and ref_share < 0.95):
+        return None
+    return (f"WARNING: the predictions collapsed onto one class: {share:.1%} of the test beats were called "
+            f"{class_names[top]} ({ref_share:.1%} of the reference), and no beat of "
+            + ("another class" if not others_found else "most other classes") + " was recognised. The model "
+            "has not learnt to tell the classes apart: train longer (--epochs) or on more beats (--class-limit).")
+
+
+def result_lines(test: dict, class_names: list[str], what: str, by_record: bool = True) -> list[str]:
+    """The end of every run: accuracy and macro-F1 (with CI), a per-class table (Se, +P, F1, beats),
+    EC57's S and V figures (without record 232 too, when a record-wise test part holds it) and the
+    collapse warning."""
     ci = test.get("ci", {}).get("macro_f1", {})
     ci_txt = f" [{ci['low']:.4f}, {ci['high']:.4f}]" if ci.get("low") is not None else ""
-    log(f"test: accuracy {test['accuracy']:.4f}  macro-F1 {test['macro_f1']:.4f}{ci_txt}  "
-        f"({test['n_beats']} beats)")
+    lines = [f"test ({what}, {test['n_beats']} beats): accuracy {test['accuracy']:.4f}  macro-F1 "
+             f"{test['macro_f1']:.4f}{ci_txt}",
+             f"  {'class':<6} {'Se':>6} {'+P':>6} {'F1':>6} {'beats':>7}"]
+    for n in class_names:
+        c = test["per_class"][n]
+        lines.append(f"  {n:<6} {c['recall']:6.3f} {c['precision']:6.3f} {c['f1']:6.3f} {c['support']:7d}")
+
+    def key(stats: dict) -> str:
+        f = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+        return "  ".join(f"{k} Se {f(s['Se'])} +P {f(s['+P'])} F1 {f(s['F1'])}" for k, s in stats.items())
+    if test.get("key_classes"):
+        lines.append(f"  EC57 gross: {key(test['key_classes'])}")
+    if by_record and test.get("key_classes_without_232"):
+        lines.append(f"  without record 232: {key(test['key_classes_without_232'])}")
+    warning = collapse_warning(test, class_names)
+    return lines + ([warning] if warning else [])
 
 
-def evaluate_checkpoint(args: argparse.Namespace, given: set[str], log=log) -> int:
+def log_result(test: dict, class_names: list[str], splits: Splits, log=log) -> None:
+    what = {"interpatient": "DS2", "explicit": "records " + " ".join(splits.records.get("test", []))}.get(
+        splits.mode, f"{splits.mode} test part")
+    for line in result_lines(test, class_names, what, by_record=splits.mode != "stratified"):
+        log(line)
+
+
+def evaluate_checkpoint(cfg: RunConfig, given: set[str], log=log) -> int:
     """The --eval-only run: the checkpoint's model on the test part of the requested split."""
-    ckpt = Checkpoint.load(args.eval_only)
-    ckpt.require_final(args.eval_only)  # before any data is loaded
-    args = adopt_checkpoint_args(args, given, ckpt.args, args.eval_only)
-    device, out_dir = prepare_run(args, log)
+    ckpt = Checkpoint.load(cfg.eval_only)
+    ckpt.require_final(cfg.eval_only)  # before any data is loaded
+    cfg = from_saved(cfg, given, ckpt.args, cfg.eval_only)
+    device, out_dir = prepare_run(cfg, log)
     t_start = time.perf_counter()
-    data, splits = load_split(args.root, ckpt.preproc, args.split, args.seed, log=log, **data_kwargs(args))
-    torch.manual_seed(args.seed)
-    np.random.seed(args.seed)
-    model = ckpt.build_model(device, args.eval_only)
+    data, splits = load_split(cfg.root, ckpt.preproc, cfg.split, cfg.seed, log=log, **cfg.data_kwargs())
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    model = ckpt.build_model(device, cfg.eval_only)
+    out_dir.mkdir(parents=True, exist_ok=True)
     stamp = run_stamp(out_dir)
     report_path = out_dir / f"eval_report_{ckpt.model_name}_{stamp}_evalonly.json"
-    test = test_and_report(model, data, splits, ckpt, Path(args.eval_only), report_path, args, device,
+    test = test_and_report(model, data, splits, ckpt, Path(cfg.eval_only), report_path, cfg, device,
                            stamp=stamp, history=[], t_start=t_start, log=log)
-    log_result(test, log)
+    log_result(test, data.class_names, splits, log)
     log(f"wrote {report_path}")
     return 0
 
@@ -78,13 +164,10 @@ def evaluate_checkpoint(args: argparse.Namespace, given: set[str], log=log) -> i
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if not argv or argv[0].startswith("-"):
-        if argv and argv[0] in ("-h", "--help"):
-            print(__doc__.strip())
-            print("\nAll data and output flags of trainer.py apply (python trainer.py --help).")
-            return 0
-        print("evaluate.py: error: give the checkpoint first: python evaluate.py CKPT [trainer flags]",
-              file=sys.stderr)
-        return 2
+        try:
+            _usage(argv)
+        except SystemExit as e:
+            return int(e.code or 0)
     return run_cli("evaluate.py", lambda: evaluate_checkpoint(*parse_args(["--eval-only", *argv])))
 
 

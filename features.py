@@ -8,7 +8,7 @@ Everything here is causal: a beat's features use only the beats before it, plus 
 (known one beat later, as is usual in the literature). Changing a later beat never changes an
 earlier beat's features (tests/test_features.py checks this).
 
-    rr = rr_context(rpeaks, fs)                         # (n, rr_dim("patient")) float32
+    rr = rr_sequence(rpeaks, fs)                        # (n, rr_dim("sequence")) float32
     tm = running_template(windows)                      # (n, T) float32, windows of every beat
     xb, tb = relative_scale(beats, tm)                  # beat and template on one shared scale
 """
@@ -18,9 +18,9 @@ from typing import Callable
 
 import numpy as np
 
-from beats import RR_FEATURES as _RR_SETS
+from beats import _PATIENT, RR_FEATURES as _RR_SETS
 
-RR_FEATURES = list(_RR_SETS["patient"])  # rr_context's columns (names and meanings in beats.py)
+RR_FEATURES = list(_PATIENT)  # rr_context's columns (names and meanings in beats.py)
 
 
 def _intervals(rpeaks: np.ndarray, fs: int, min_sec: float) -> tuple[np.ndarray, np.ndarray]:
@@ -44,10 +44,6 @@ def _trailing_mean(v: np.ndarray, lo: np.ndarray) -> np.ndarray:
 def _last_starts(n: int, k: int) -> np.ndarray:
     """First beat of each of n beats' window of its last `k` intervals (its own included). (n,)"""
     return np.maximum(0, np.arange(n) + 1 - k)
-
-
-# The sinus cycle's estimate shared by rr_sinus and sinus_like: this quantile of the last so many pre-RRs
-SINUS_Q, SINUS_MID = 0.8, 32
 
 
 def _window_starts(rpeaks: np.ndarray, fs: int, long_sec: float, local: int) -> tuple[np.ndarray, np.ndarray]:
@@ -118,7 +114,7 @@ def _trailing_median(v: np.ndarray, lo: np.ndarray) -> np.ndarray:
 
 def rr_robust(rpeaks: np.ndarray, fs: int, long_sec: float = 300.0, local: int = 10,
               min_sec: float = 0.02) -> np.ndarray:
-    """rr_context's 8 columns plus pre/post RR over running *medians* (beats.RR_FEATURES["robust"]):
+    """rr_context's 8 columns plus pre/post RR over running *medians* (beats._MEDIANS):
     (n, 13) float32, never NaN/inf. The medians span the same beats as rr_context's means (the
     past `long_sec` seconds, the last `local` intervals, this beat's pre-RR included)."""
     rpeaks = np.asarray(rpeaks)
@@ -141,7 +137,7 @@ def _previous(v: np.ndarray) -> np.ndarray:
 
 def rr_sequence(rpeaks: np.ndarray, fs: int, long_sec: float = 300.0, local: int = 10,
                 min_sec: float = 0.02) -> np.ndarray:
-    """rr_robust's 13 columns plus the beat-to-beat change (beats.RR_FEATURES["sequence"]):
+    """rr_robust's 13 columns plus the beat-to-beat change (beats.RR_FEATURES["sequence"]'s last three):
     pre_i / pre_(i-1), the previous beat's pre-RR over its local mean, pre_(i-1) / pre_(i-2).
     (n, 16) float32, never NaN/inf. A beat without a predecessor uses its own values (ratios 1)."""
     rpeaks = np.asarray(rpeaks)
@@ -151,38 +147,9 @@ def rr_sequence(rpeaks: np.ndarray, fs: int, long_sec: float = 300.0, local: int
         return np.concatenate([base, np.ones((n, 3), np.float32)], 1)
     pre, _ = _intervals(rpeaks, fs, min_sec)           # (n,) seconds, > 0
     ratio = pre / _previous(pre)                       # pre_i / pre_(i-1)
-    pre_local = base[:, list(_RR_SETS["robust"]).index("pre_local")]
+    pre_local = base[:, list(_PATIENT).index("pre_local")]
     extra = np.stack([ratio, _previous(pre_local), _previous(ratio)], 1)
     return np.concatenate([base, extra.astype(np.float32)], 1)
-
-
-def rr_sinus(rpeaks: np.ndarray, fs: int, long_sec: float = 300.0, mid: int = SINUS_MID, q: float = SINUS_Q,
-             min_sec: float = 0.02) -> np.ndarray:
-    """rr_sequence's 16 columns plus pre/post RR over a running upper *quantile* of the RRs
-    (beats.RR_FEATURES["sinus"]): the `q` quantile of the past `long_sec` seconds' pre-RRs and of
-    the last `mid` pre-RRs (this beat's included). Premature beats pull a mean or median of the
-    recent RRs toward their coupling interval, the more so the more of them there are; an upper
-    quantile stays near the underlying sinus cycle. (n, 20) float32, never NaN/inf."""
-    rpeaks = np.asarray(rpeaks)
-    n = len(rpeaks)
-    base = rr_sequence(rpeaks, fs, long_sec=long_sec, min_sec=min_sec)  # (n, 16)
-    if n < 2:
-        return np.concatenate([base, np.ones((n, 4), np.float32)], 1)
-    pre, post = _intervals(rpeaks, fs, min_sec)        # (n,) seconds, > 0
-    lo_long, lo_mid = _window_starts(rpeaks, fs, long_sec, mid)
-    q_long, q_mid = _trailing_quantile(pre, lo_long, q), _trailing_quantile(pre, lo_mid, q)
-    extra = np.stack([pre / q_long, post / q_long, pre / q_mid, post / q_mid], 1)
-    return np.concatenate([base, extra.astype(np.float32)], 1)
-
-
-def _trailing_quantile(v: np.ndarray, lo: np.ndarray, q: float) -> np.ndarray:
-    """The q quantile (linear interpolation, numpy's default) of v[lo[i] .. i] for every i. (n,)"""
-    win = _trailing_windows(v, lo)                     # (n, w)
-    i = np.arange(len(v))
-    s = np.sort(win, axis=1)                           # NaN last: the c finite values come first
-    pos = q * (np.sum(~np.isnan(win), axis=1) - 1)     # (n,) position among them
-    a, b = np.floor(pos).astype(int), np.ceil(pos).astype(int)
-    return s[i, a] + (pos - a) * (s[i, b] - s[i, a])
 
 
 def _nanmedian_rows(a: np.ndarray) -> np.ndarray:
@@ -206,32 +173,7 @@ def _median_rows(w: np.ndarray) -> np.ndarray:
     return 0.5 * (p[:, :h].max(1) + p[:, h])         # lower middle = largest of the lower half
 
 
-def sinus_like(rpeaks: np.ndarray, fs: int, mid: int = SINUS_MID, q: float = SINUS_Q,
-               min_sec: float = 0.02) -> np.ndarray:
-    """Which beats are unlikely to be premature, without labels: pre-RR >= the `q` quantile of
-    the last `mid` pre-RRs (this beat's included; rr_sinus's quantile). (n,) bool, causal.
-
-    A premature beat has a short pre-RR; a sinus beat after a compensatory pause, a pause, or in
-    the slower phase of sinus rhythm has one of the longest. So these beats stay mostly sinus
-    where ectopic beats are frequent, even where they outnumber the sinus beats."""
-    rpeaks = np.asarray(rpeaks)
-    n = len(rpeaks)
-    if n < 2:
-        return np.ones(n, bool)
-    pre, _ = _intervals(rpeaks, fs, min_sec)           # (n,) seconds
-    return pre >= _trailing_quantile(pre, _last_starts(n, mid), q)
-
-
-def _median_of(w: np.ndarray, ok: np.ndarray | None, min_eligible: int) -> np.ndarray:
-    """Median of the rows of w (m, T) that `ok` marks, or of all rows when fewer than
-    `min_eligible` are marked (or ok is None). (T,)"""
-    if ok is not None and ok.sum() >= min_eligible:
-        w = w[ok]
-    return _median_rows(w)
-
-
-def running_template(windows: np.ndarray, history: int = 256, every: int = 64,
-                     eligible: np.ndarray | None = None, min_eligible: int = 8) -> np.ndarray:
+def running_template(windows: np.ndarray, history: int = 256, every: int = 64) -> np.ndarray:
     """Causal running-median beat template of every beat: (n, T) float32.
 
     `windows` (n, T) are the windows of ALL the record's beats, in order (labels are unknown in
@@ -240,8 +182,6 @@ def running_template(windows: np.ndarray, history: int = 256, every: int = 64,
     `every` beats: beat i uses the beats [max(0, j - history), j) with j = (i // every) * every.
     The first block (j = 0, no past) uses the median of beats [0, i], i.e. the first beat's
     template is itself. Records shorter than the history use what they have.
-    `eligible` (n,) bool, when given (e.g. `sinus_like`): only the eligible beats of that span
-    enter the median, unless fewer than `min_eligible` are; then all of the span's beats do.
     """
     n, window = windows.shape
     out = np.empty((n, window), np.float32)
@@ -249,26 +189,12 @@ def running_template(windows: np.ndarray, history: int = 256, every: int = 64,
         return out
     if history < 1 or every < 1:
         raise ValueError(f"history and every must be >= 1, got {history}, {every}")
-    if eligible is not None and len(eligible) != n:
-        raise ValueError(f"eligible has {len(eligible)} entries for {n} windows")
     w = np.asarray(windows, np.float32)                # (n, T)
-    ok = None if eligible is None else np.asarray(eligible, bool)
-
-    def span(a: int, b: int) -> np.ndarray:            # (T,) median over beats [a, b)
-        return _median_of(w[a:b], None if ok is None else ok[a:b], min_eligible)
-
     for i in range(min(every, n)):                     # first block: median of what exists
-        out[i] = span(0, i + 1)
+        out[i] = _median_rows(w[:i + 1])
     for j in range(every, n, every):
-        out[j:j + every] = span(max(0, j - history), j)  # (T,)
+        out[j:j + every] = _median_rows(w[max(0, j - history):j])  # (T,)
     return out
-
-
-# How the template's beats are chosen (PreprocConfig.template_from): None = every beat
-TEMPLATE_FROM: dict[str, Callable[[np.ndarray, int], np.ndarray | None]] = {
-    "all": lambda rpeaks, fs: None,
-    "sinus": sinus_like,
-}
 
 
 def relative_scale(beats: np.ndarray, templates: np.ndarray, floor: float = 0.05,
@@ -304,7 +230,5 @@ def rr_features(rpeaks: np.ndarray, fs: int, local: int = 10) -> np.ndarray:
 
 
 # feature set name (beats.RR_FEATURES) -> (rpeaks, fs) -> (n, width) float32
-RR_SETS: dict[str, Callable[[np.ndarray, int], np.ndarray]] = {"local": rr_features, "patient": rr_context,
-                                                               "robust": rr_robust, "sequence": rr_sequence,
-                                                               "sinus": rr_sinus}
+RR_SETS: dict[str, Callable[[np.ndarray, int], np.ndarray]] = {"local": rr_features, "sequence": rr_sequence}
 assert set(RR_SETS) == set(_RR_SETS), "beats.RR_FEATURES and features.RR_SETS must name the same sets"

@@ -1,9 +1,9 @@
 """Run a trained model over a whole WFDB record and write its beat labels.
 
-    python predict.py data/records/ecg_lightweight_liteecgnet_<stamp>.pt ../shared/mitdb/100
-    python predict.py liteecgnet.onnx ../shared/mitdb/100   # export.py's file: onnxruntime, no torch
+    python predict.py data/records/ecg_lightweight_liteecgnet_<stamp>.pt /path/to/mitdb/100
+    python predict.py liteecgnet.onnx /path/to/mitdb/100   # export.py's file: onnxruntime, no torch
     python predict.py MODEL path/to/record --out-dir data/predictions --out-ext pred --device cpu
-    python predict.py MODEL ../shared/mitdb/100 --detect     # XQRS beats, matched to 100.atr
+    python predict.py MODEL /path/to/mitdb/100 --detect     # XQRS beats, matched to 100.atr
 
 MODEL is a final checkpoint (.pt, run by torch) or an ONNX file written by export.py (.onnx, run
 by onnxruntime through deploy.OnnxModel; torch is then never imported). Both take their inputs
@@ -62,7 +62,7 @@ MATCH_WINDOW_S = 0.150  # bxb / EC57 beat-matching window
 def build_parser() -> argparse.ArgumentParser:
     p = CliParser(description="Label every beat of a WFDB record with a trained LiteECG model.")
     p.add_argument("model", help="final checkpoint (.pt) written by trainer.py, or an .onnx file written by export.py")
-    p.add_argument("record", help="WFDB record path without extension, e.g. ../shared/mitdb/100")
+    p.add_argument("record", help="WFDB record path without extension, e.g. /path/to/mitdb/100")
     p.add_argument("--out-dir", default="data/predictions", help="output folder (default: data/predictions)")
     p.add_argument("--out-ext", default="pred", help="annotation file extension (default: pred)")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"),

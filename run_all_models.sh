@@ -3,7 +3,8 @@
 # summary table, build the leaderboard (summarize.py), and exit non-zero if any model failed.
 #
 #   bash run_all_models.sh                                 # all seven, default (stratified) split
-#   bash run_all_models.sh --split interpatient --classes aami5 --epochs 20
+#   bash run_all_models.sh --split interpatient --cv 4 --epochs 15
+#   bash run_all_models.sh --config experiments/random.toml  # an experiment file (flags win)
 #
 #   MODELS="liteecgnet ldcnn" bash run_all_models.sh ...  # a subset (default: every registered model)
 #   SEEDS="1337 1 2" bash run_all_models.sh ...            # every model once per seed (default: one run,
@@ -15,10 +16,9 @@
 # (leaderboard_seeds.md / .csv). Each run logs to train_<model>_seed<seed>.log.
 #
 # JOBS=N trains N models side by side, each with (cores / N) torch threads unless --threads is
-# given: small models use a core better alone than shared (on the 2-core CPU of docs/RESULTS.md
-# two one-thread runs train 1.07-1.51x the beats/s of one two-thread run: bench/jobs.py). Each
-# run's output then goes to its log only, and the latency and epoch times in its report are
-# measured while the others train: quote bench/models.py for cost, not a JOBS>1 sweep.
+# given: small models use a core better alone than shared (bench/jobs.py measures it). Each run's
+# output then goes to its log only, and the latency and epoch times in its report are measured
+# while the others train: quote bench/models.py for cost, not a JOBS>1 sweep.
 #
 # Extra arguments go to every trainer.py run. Without --out-dir, each sweep gets its own folder
 # data/records/sweep_<timestamp>, so the summary covers exactly this sweep.
@@ -26,6 +26,18 @@ set -uo pipefail
 cd "$(dirname "$0")"
 PY="${PYTHON:-python}"
 args=("$@")
+for a in "${args[@]}"; do
+  case "$a" in
+    -h|--help)  # this header is the help; trainer.py --help lists the flags
+      sed -n '2,/^set -uo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'
+      echo "Flags: python trainer.py --help (every flag but --model; the models come from MODELS)."
+      exit 0 ;;
+    --model|--model=*)
+      echo "run_all_models.sh: the models come from MODELS=\"...\" (default: all seven), not --model" >&2; exit 2 ;;
+  esac
+done
+# the flags are checked once, before any folder or run: a typo is one line, not one per model
+"$PY" options.py check "${args[@]}" || exit 2
 out=""
 seed_arg=""
 for ((i = 0; i < ${#args[@]}; i++)); do
@@ -73,6 +85,7 @@ done
 failed=()
 reports=()
 interrupted=0
+refused=0
 started=" "  # the runs started so far, space-separated
 
 label() {  # run -> how messages name it: the model, and its seed when there are several
@@ -93,6 +106,9 @@ note_done() {  # run exit-code seconds: record the outcome of one run
   elif [[ $rc -ne 0 ]]; then
     echo "!!! $name failed (exit $rc, $secs s); log: $log"
     failed+=("$name")
+    if [[ $rc -eq 2 && ${#failed[@]} -eq 1 && ${#reports[@]} -eq 0 ]]; then
+      refused=1  # the first run refused its input (missing records, a bad file): so would every other
+    fi
     return
   fi
   rep=$(grep -o 'wrote .*eval_report_[^ ]*\.json' "$log" | tail -1 | cut -d' ' -f2-)
@@ -117,7 +133,7 @@ if (( jobs_n > 1 )); then
       [[ ! -f "$out/.rc_$r" ]] && kill -0 "${pid_of[$r]}" 2>/dev/null && continue  # still running
       rc=137  # gone without writing its exit code: killed by a signal
       [[ -f "$out/.rc_$r" ]] && rc=$(cat "$out/.rc_$r")
-      [[ $rc -eq 0 ]] && grep -h '^test:' "$out/train_$r.log" | sed "s/^/=== $(label "$r") done: /"
+      [[ $rc -eq 0 ]] && grep -h '^test (' "$out/train_$r.log" | sed "s/^/=== $(label "$r") done: /"
       note_done "$r" "$rc" $(( SECONDS - t0_of[$r] ))
       rm -f "$out/.rc_$r"
       unset "pid_of[$r]"
@@ -125,7 +141,7 @@ if (( jobs_n > 1 )); then
   }
   for r in "${runs[@]}"; do
     while (( ${#pid_of[@]} >= jobs_n )); do wait -n 2>/dev/null; reap; done
-    (( interrupted )) && break
+    (( interrupted || refused )) && break
     rm -f "$out/.rc_$r"
     echo "=== $(label "$r") started (log: $out/train_$r.log) ==="
     started+="$r "
@@ -146,7 +162,7 @@ else
     train_one "$r" 2>&1 | tee -i "$out/train_$r.log"
     rc=${PIPESTATUS[0]}
     note_done "$r" "$rc" $(( SECONDS - t0 ))
-    (( interrupted )) && break  # set by the trap, or by note_done for the trainer's exit 130
+    (( interrupted || refused )) && break  # set by the trap, or by note_done (exit 130, or 2 on the first run)
   done
   trap - INT
 fi
@@ -169,6 +185,10 @@ if [[ ${#reports[@]} -gt 0 ]]; then
 fi
 if [[ ${#failed[@]} -gt 0 ]]; then
   echo "FAILED: ${failed[*]}" >&2
+fi
+if (( refused )); then
+  echo "run_all_models.sh: the first run was refused (exit 2: a bad input; its log says why), so the others were not started" >&2
+  exit 2
 fi
 if (( interrupted )); then
   rest=$(for r in "${runs[@]}"; do [[ "$started" == *" $r "* ]] || printf '%s, ' "$(label "$r")"; done)

@@ -39,7 +39,7 @@ from typing import Any, Callable, NamedTuple
 
 from beats import key_class, scheme_of
 from cli import CliParser, UsageError, run_cli
-from config import TRAIN_DEFAULTS
+from options import DEFAULTS, REMOVED
 from report import validate_report
 from utils import atomic_write
 
@@ -370,18 +370,21 @@ def _run_name(path: Path) -> str:
 
 # What makes two runs repeats of one experiment: everything but the seed and where/how it ran.
 RUN_ONLY_ARGS = {"seed", "out_dir", "root", "quiet", "threads", "device", "cache", "no_download",
-                 "num_workers", "resume", "eval_only", "bootstrap"}
+                 "resume", "eval_only", "bootstrap", "config"}
 SEED_STATS = [c for c in COLUMNS if c.key in ("macro_f1", "accuracy", "S_Se", "S_+P", "S_F1", "V_Se", "V_+P", "V_F1",
                                                "N_Se", "S_F1_no232")]
 
 
 def _experiment(report: dict) -> str:
-    """A key shared by the runs that differ only in their seed. An option newer than a report is
-    absent from its args; it counts as its config.TRAIN_DEFAULTS value (new options default to
-    the earlier behaviour), so runs made before and after it was added still group."""
+    """A key shared by the runs that differ only in their seed. A setting absent from a report's
+    args (one newer than the report) counts as its default, and settings that left the product at
+    their 'off' value are dropped, so runs made before and after such a change still group."""
     args = report.get("args") if isinstance(report.get("args"), dict) else {}
-    args = {**TRAIN_DEFAULTS, **args}
-    return json.dumps({k: v for k, v in sorted(args.items()) if k not in RUN_ONLY_ARGS}, sort_keys=True,
+    args = {**DEFAULTS, **args}
+    if args.get("coord") is None:  # before --model-set coord=, its own flag; None: the model's setting
+        args.pop("coord", None)
+    gone = {k for k, off in REMOVED.items() if args.get(k, off) in (off, None, [])} | {"num_workers"}
+    return json.dumps({k: v for k, v in sorted(args.items()) if k not in RUN_ONLY_ARGS | gone}, sort_keys=True,
                       default=str)
 
 

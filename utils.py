@@ -35,7 +35,7 @@ from scipy import signal as sps
 import features
 from beats import BEAT_SYMBOLS, CLASS_NAMES, LABEL_SCHEMES, RR_FEATURES, rr_dim
 from cli import DataError, OutputError
-from config import DATA_DEFAULTS
+from config import DATA_DEFAULTS, NORMALIZATIONS
 from wfdbio import Header, read_annotations, read_header
 
 PIPELINE_VERSION = 2  # bump whenever the arrays this module produces would change (2: template, RR sets)
@@ -65,7 +65,6 @@ class PreprocConfig:
     template: bool = DATA_DEFAULTS["template"]            # + running-median template channel
     template_beats: int = DATA_DEFAULTS["template_beats"]
     template_every: int = DATA_DEFAULTS["template_every"]
-    template_from: str = DATA_DEFAULTS["template_from"]  # which previous beats (features.TEMPLATE_FROM)
     second_lead: bool = DATA_DEFAULTS["second_lead"]      # + the record's other signal (read_signal)
 
     @property
@@ -97,19 +96,16 @@ class PreprocConfig:
         if self.classes not in CLASS_NAMES:
             raise DataError(f"unknown --classes {self.classes!r}; choose one of {sorted(CLASS_NAMES)}")
         if self.normalize not in NORMALIZERS:
-            raise DataError(f"unknown --normalize {self.normalize!r}; choose one of {sorted(NORMALIZERS)}")
+            raise DataError(f"unknown normalize {self.normalize!r}; choose one of {sorted(NORMALIZERS)}")
         if self.fs <= 0:
             raise DataError(f"--fs must be positive, got {self.fs}")
         if self.window < 8:
             raise DataError(f"--segment-sec {self.segment_sec} x --fs {self.fs} gives {self.window} "
                             "samples per beat; need at least 8")
         if self.rr_features not in RR_FEATURES:
-            raise DataError(f"unknown --rr-features {self.rr_features!r}; choose one of {sorted(RR_FEATURES)}")
+            raise DataError(f"unknown --rr set {self.rr_features!r}; choose one of {sorted(RR_FEATURES)}")
         if self.template_beats < 1 or self.template_every < 1:
             raise DataError("template_beats and template_every must be >= 1")
-        if self.template_from not in features.TEMPLATE_FROM:
-            raise DataError(f"unknown --template-from {self.template_from!r}; choose one of "
-                            f"{sorted(features.TEMPLATE_FROM)}")
         lo, hi = self.band
         if not 0 < lo < hi < self.fs / 2:
             raise DataError(f"band-pass {self.band} Hz must satisfy 0 < low < high < fs/2 = {self.fs / 2}")
@@ -122,6 +118,14 @@ class PreprocConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "PreprocConfig":
+        """From to_dict()'s output (a checkpoint's or an exported file's). Raises ValueError for the
+        preprocessing of a removed research probe, which would otherwise be rebuilt wrongly."""
+        from options import LAB_TAG
+        if d.get("template_from", "all") != "all" or d.get("rr_features", cls.rr_features) not in RR_FEATURES:
+            probe = (f"template_from={d['template_from']}" if d.get("template_from", "all") != "all"
+                     else f"rr_features={d['rr_features']}")
+            raise ValueError(f"made with {probe}, a research probe that was removed; it runs at git tag {LAB_TAG} "
+                             "(docs/lab/README.md)")
         names = {f.name for f in dataclasses.fields(cls)}
         kw = {k: v for k, v in d.items() if k in names}
         kw["band"] = tuple(kw.get("band", cls.band))
@@ -191,10 +195,16 @@ def ensure_records(root: str | os.PathLike, records: Sequence[str] = MITDB_RECOR
     log(f"{len(missing)} MIT-BIH record(s) missing in {root}: downloading from PhysioNet "
         f"(about {1.96 * len(missing):.0f} MB)...")
     downloader = downloader or _wfdb_download
+    made = [p for p in (root, *root.parents) if not p.exists()]  # folders this download creates
     try:
         root.mkdir(parents=True, exist_ok=True)
         downloader("mitdb", str(root), records=list(missing))
     except Exception as e:  # network down, PhysioNet unreachable, disk full ...
+        for p in made:  # a failed run leaves no folder behind (a mistyped --root)
+            try:
+                p.rmdir()
+            except OSError:
+                break
         raise DataError(f"download failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); {how}") from None
     still = [r for r in missing if not all(p.exists() for p in _record_files(root, r).values())]
     if still:
@@ -349,6 +359,7 @@ def _minmax(x: np.ndarray) -> np.ndarray:
 # build runs them on cache-sized chunks of the final array, so no 300 MB temporaries.
 NORMALIZERS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "zscore": _zscore, "minmax": _minmax, "none": lambda x: x}
+assert tuple(NORMALIZERS) == NORMALIZATIONS, "config.NORMALIZATIONS names utils.NORMALIZERS"
 
 
 def windows_inside(rpeaks: np.ndarray, n: int, window: int) -> np.ndarray:
@@ -415,8 +426,7 @@ def beat_inputs(filt: np.ndarray, rpeaks: np.ndarray, cfg: PreprocConfig, *, pad
     - pad_edges=True (predict.py: every beat needs a label): windows come from `padded_windows`,
       so every beat is kept; beats away from the ends get exactly the training input.
     - cfg.template: every beat's window is cut once (`padded_windows`); x and tm are the beat and
-      the median of the record's previous cfg.template_beats windows (features.running_template;
-      with cfg.template_from "sinus" only those of beats that were not early, features.sinus_like),
+      the median of the record's previous cfg.template_beats windows (features.running_template),
       both on the template's scale
       (features.relative_scale: amplitude relative to the patient's usual beat is kept);
       otherwise x is normalised per window (cfg.normalize) and tm is None.
@@ -448,8 +458,7 @@ def _lead_inputs(filt: np.ndarray, rpeaks: np.ndarray, kept: np.ndarray, cfg: Pr
             fill_windows(out, filt, rpeaks[kept], cfg.normalize)
         return None
     w = padded_windows(filt, rpeaks, cfg.window)  # (n, T) raw: the template needs every beat's window
-    eligible = features.TEMPLATE_FROM[cfg.template_from](rpeaks, cfg.fs)  # (n,) bool or None (all)
-    tm = features.running_template(w, cfg.template_beats, cfg.template_every, eligible)[kept]
+    tm = features.running_template(w, cfg.template_beats, cfg.template_every)[kept]
     out[:], tm = features.relative_scale(w[kept], tm)
     return tm
 
@@ -493,8 +502,13 @@ def cache_key(cfg: PreprocConfig, records: Sequence[str], root: str | os.PathLik
 
 
 def default_cache_dir(root: str | os.PathLike) -> Path:
-    """The data folder itself when writable, else ./data/cache (e.g. a read-only shared copy)."""
-    return Path(root) if os.access(root, os.W_OK) else Path("data") / "cache"
+    """The data folder itself when writable, else ./data/cache (e.g. a read-only shared copy).
+    Writable is tried, not asked: os.access says yes to root even on a read-only folder's files."""
+    try:
+        with tempfile.NamedTemporaryFile(dir=root, prefix=".liteecg-write-test-"):
+            return Path(root)
+    except OSError:
+        return Path("data") / "cache"
 
 
 _ARRAYS = ("x", "y", "record", "rpeak", "rr", "symbol")

@@ -8,7 +8,6 @@ import argparse
 import os
 import platform
 import sys
-import time
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -39,10 +38,11 @@ def parser(doc: str, root: bool = True) -> argparse.ArgumentParser:
 
 
 def machine(cores: int | None = None, extra: str = "") -> str:
-    """One line that says where a figure was measured: CPU, cores, torch, Python, date."""
+    """One line that says where a figure was measured: CPU, cores, torch, Python (the date goes to
+    bench/results.jsonl, not into the pages)."""
     import torch
     return (f"machine: {cpu_name()}, {cores or os.cpu_count()} logical cores; torch {torch.__version__}"
-            f"{extra}; Python {platform.python_version()}; {time.strftime('%Y-%m-%d %H:%M')}")
+            f"{extra}; Python {platform.python_version()}")
 
 
 def print_table_head(head: str, columns: list[str], text_columns: int = 1) -> None:

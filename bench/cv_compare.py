@@ -35,7 +35,7 @@ pairs each report with the --seeds-against report of the same --seed and prints,
 difference in pooled macro-F1 (and S, V F1) at each run's chosen epoch, then their mean, standard
 deviation, how many are positive, and a one-sided paired t-test over seeds (is b better than a?).
 Seeds often move macro-F1 inside DS1 by more than a setting does, so a rule fixed before the runs
-on several fresh seeds is the honest way to decide (docs/inter_patient_rounds.md, fifteenth round).
+on several fresh seeds is the honest way to decide (docs/lab/inter_patient_rounds.md, fifteenth round).
 """
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ import numpy as np  # noqa: E402
 from metrics import classification_metrics, confusion_matrix, key_class_stats, paired_bootstrap_diff  # noqa: E402
 
 IGNORED = {"out_dir", "root", "quiet", "threads", "device", "cache", "no_download", "num_workers",
-           "resume", "eval_only", "bootstrap", "cv_only", "cv_offsets"}  # offsets: a row of their own
+           "resume", "eval_only", "bootstrap", "cv_only", "config"}
 
 
 def key_columns(k: dict) -> dict:
@@ -70,13 +70,6 @@ def rows(reports: dict[Path, dict]) -> list[dict]:
                     "epochs": best["epoch"], "macro_f1": best["macro_f1"], "N_recall": best["N_recall"],
                     "ci": (best.get("ci") or {}).get("macro_f1"), **key_columns(k),
                     "folds": r["cv"]["k"], "report": str(p)})
-        if r["cv"].get("offsets"):  # --cv-offsets: the same outputs with the offsets, cross-fitted
-            o = r["cv"]["offsets"]
-            named = " ".join(f"{n} {v:+.2f}" for n, v in zip(r["classes"], o["offsets"]) if v) or "none"
-            plain = {c: v for c, v in out[-1].items() if not c.startswith(("S_", "V_"))}
-            out.append({**plain, "settings": f"{plain['settings']} + offsets ({named}; cross-fitted)",
-                        "macro_f1": o["cross_fitted"]["macro_f1"], "N_recall": o["cross_fitted"]["N_recall"],
-                        "ci": None, **key_columns(o["cross_fitted"]["key_classes"])})
     return sorted(out, key=lambda row: -row["macro_f1"])
 
 
@@ -103,8 +96,7 @@ def held_out(rep: dict, path: Path) -> dict:
     if not h:
         raise ValueError(f"{path} has no held-out predictions (written before they were stored); rerun it")
     return {"beats": h["beats"], "y": digits(h["y"]), "pred": digits(h["pred"]),
-            "records": np.repeat(*np.array(h["records"]).T), "classes": rep["classes"],
-            "pred_offsets": digits(h["pred_offsets"]) if "pred_offsets" in h else None}
+            "records": np.repeat(*np.array(h["records"]).T), "classes": rep["classes"]}
 
 
 def same_beats(a: dict, b: dict) -> bool:
@@ -148,13 +140,11 @@ def paired(base: Path, reports: dict[Path, dict], n_boot: int = 2000) -> str:
         o = held_out(rep, p)
         if not same_beats(o, b):
             raise ValueError(f"{p} and {base} did not predict the same beats (different inputs or classes)")
-        variants = [] if p.resolve() == base.resolve() else [(str(p), o["pred"])]
-        if o["pred_offsets"] is not None:
-            variants.append((f"{p} + offsets (cross-fitted)", o["pred_offsets"]))
-        for name, pred in variants:
-            d = paired_bootstrap_diff(b["y"], b["pred"], pred, b["classes"], o["records"], n_boot=n_boot)
-            per = {k: cell(d["per_class_f1"][k]) for k in keys}
-            lines.append(f"| {name} | {cell(d['macro_f1'])} | {per.get('S', '-')} | {per.get('V', '-')} |")
+        if p.resolve() == base.resolve():
+            continue
+        d = paired_bootstrap_diff(b["y"], b["pred"], o["pred"], b["classes"], o["records"], n_boot=n_boot)
+        per = {k: cell(d["per_class_f1"][k]) for k in keys}
+        lines.append(f"| {p} | {cell(d['macro_f1'])} | {per.get('S', '-')} | {per.get('V', '-')} |")
     return "\n".join(lines) + "\n"
 
 

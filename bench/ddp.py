@@ -1,15 +1,15 @@
 """Training beats/s of one process vs N processes under torchrun (gloo, CPU), same global batch.
 
-    MITBIH_DIR=../shared/mitdb python bench/ddp.py [--procs 2] [--epochs 3] [--repeats 3] [--models liteecgnet resnet]
+    MITBIH_DIR=/path/to/mitdb python bench/ddp.py [--procs 2] [--epochs 3] [--repeats 3] [--models liteecgnet resnet]
 
 What `torchrun --nproc-per-node N trainer.py --device cpu` buys on this machine. Each
 measurement is one real trainer.py run on a fixed subset (--train-recs, --class-limit, the same
-global --batch-size, --epochs, --bootstrap 0, --cache): one process with every core's threads,
+global --batch-size, --epochs, no bootstrap, --cache): one process with every core's threads,
 then N processes with (cores / N) threads each under torchrun. Its training beats/s is the
 median over epochs 2.. of the report's per-epoch `train_beats_per_s` (all processes' beats over
 rank 0's wall time of the epoch's training; validation excluded; epoch 1 warms up). The two
 sides alternate (a VM's speed drifts) and the table gives medians, each side's last train loss
-(the same optimiser steps: close, not equal; see README, "Several processes") and the ratios.
+(the same optimiser steps: close, not equal; see docs/TRAINING.md, "Several processes") and the ratios.
 Appends one JSON line to bench/results.jsonl.
 """
 from __future__ import annotations
@@ -28,6 +28,7 @@ from common import ROOT, machine, parser, print_table_head, records_missing, run
 from models import MODEL_NAMES  # noqa: E402
 
 TRAIN_RECS = ["101", "106", "108", "109", "112", "114", "115", "116", "118", "119"]  # ten DS1 records
+NO_BOOTSTRAP = ROOT / "bench" / "no_bootstrap.toml"  # a timing run needs no confidence intervals
 
 
 def train(args, model: str, procs: int, threads: int, out: Path) -> dict:
@@ -36,7 +37,7 @@ def train(args, model: str, procs: int, threads: int, out: Path) -> dict:
               if procs > 1 else [sys.executable])
     cmd = [*launch, "trainer.py", "--model", model, "--epochs", str(args.epochs), "--batch-size", str(args.batch_size),
            "--device", "cpu", "--threads", str(threads), "--root", args.root, "--no-download", "--cache",
-           "--quiet", "--bootstrap", "0", "--patience", str(args.epochs + 1), "--out-dir", str(out),
+           "--config", str(NO_BOOTSTRAP), "--patience", str(args.epochs + 1), "--out-dir", str(out),
            "--train-recs", *args.train_recs, "--val-recs", "117", "--test-recs", "100",
            *(["--class-limit", str(args.class_limit)] if args.class_limit else [])]
     r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=3600)

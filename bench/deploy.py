@@ -1,6 +1,6 @@
 """Deployment: ONNX float / int8 files of every model, and predict.py over whole 30-min records.
 
-    MITBIH_DIR=../shared/mitdb python bench/deploy.py                       # all three tables
+    MITBIH_DIR=/path/to/mitdb python bench/deploy.py                       # all three tables
     python bench/deploy.py --accuracy STRATIFIED.pt INTERPATIENT.pt         # int8 accuracy of these
     python bench/deploy.py --skip-models --skip-accuracy --records 100 208  # predict.py speed only
 
@@ -41,7 +41,7 @@ def small_checkpoint(model: str, root: str, out: Path) -> Path:
     """One epoch on three records (seconds): a real checkpoint with run arguments to calibrate on."""
     import trainer
     rc = trainer.main(["--model", model, "--epochs", "1", "--device", "cpu", "--root", root, "--no-download",
-                       "--out-dir", str(out), "--quiet", "--bootstrap", "0", "--class-limit", "300",
+                       "--out-dir", str(out), "--class-limit", "300",
                        "--train-recs", "101", "106", "--val-recs", "103", "--test-recs", "100"])
     if rc != 0:
         raise SystemExit(f"bench/deploy.py: training a {model} checkpoint failed (exit {rc})")
@@ -49,8 +49,16 @@ def small_checkpoint(model: str, root: str, out: Path) -> Path:
 
 
 def export_record(ckpt: Path, out_dir: Path, runs: int, root: str | None) -> dict:
+    """export.py --int8 of `ckpt` into `out_dir` (its record: float and int8 sizes, latencies, and
+    with the data the test scores of both)."""
+    return export.export_onnx(str(ckpt), out_dir / (ckpt.stem + ".int8.onnx"), True, runs, root, log=lambda m: None)
+
+
+def float_file(ckpt: Path, out_dir: Path, root: str | None) -> Path:
+    """export.py of `ckpt` (float ONNX) into `out_dir` -> the file."""
     out = out_dir / (ckpt.stem + ".onnx")
-    return export.export_onnx(str(ckpt), out, True, 500, runs, root, True, log=lambda m: None)
+    export.export_onnx(str(ckpt), out, False, 0, root, log=lambda m: None)
+    return out
 
 
 def wall(cmd: list[str], repeats: int) -> float:
@@ -93,7 +101,7 @@ def main() -> int:
         for m in args.models:
             ckpt = newest_checkpoint(Path(args.checkpoints), m) or small_checkpoint(m, args.root, work / "ckpt")
             r = export_record(ckpt, work, args.runs, args.root)
-            lat, meta = r["latency_ms"], export.OnnxModel(r["float"]["file"]).preproc
+            lat, meta = r["latency_ms"], export.OnnxModel(r["file"]).preproc
             row = {"model": m, "checkpoint": ckpt.name, "window": meta.window, "channels": meta.channels,
                    "onnx_bytes": r["float"]["bytes"], "int8_bytes": r["int8"]["bytes"],
                    "eager_ms": lat["eager"], "onnx_ms": lat["float"], "int8_ms": lat["int8"]}
@@ -123,7 +131,7 @@ def main() -> int:
     if not args.skip_predict:
         ckpt = newest_checkpoint(Path(args.checkpoints), "liteecgnet") or small_checkpoint("liteecgnet", args.root,
                                                                                           work / "ckpt")
-        onnx_file = Path(export_record(ckpt, work, 0, args.root)["float"]["file"])
+        onnx_file = float_file(ckpt, work, args.root)
         import wfdb
         from wfdb import processing
         from predict import detect_beats

@@ -1,7 +1,7 @@
 """Benchmark the beat pipeline: cold cache build and warm load of all 48 records, against a
 straightforward per-beat Python loop over the same records, measured side by side.
 
-    MITBIH_DIR=../shared/mitdb python bench/pipeline.py [--repeats 3]
+    MITBIH_DIR=/path/to/mitdb python bench/pipeline.py [--repeats 3]
 
 Each stage runs in a fresh subprocess (so peak memory is that stage's own ru_maxrss and no
 stage profits from another's warm Python state); files stay in the OS page cache in all of

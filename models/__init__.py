@@ -19,7 +19,7 @@ import torch.nn as nn
 from beats import CLASS_NAMES
 from config import DATA_DEFAULTS, MODEL_CONFIGS
 
-from .common import MODELS, TEMPLATE_MODES, BeatClassifier, Ensemble, ModelIO
+from .common import MODELS, BeatClassifier, Ensemble, ModelIO
 
 for _m in pkgutil.iter_modules(__path__):  # every model file registers its class on import
     importlib.import_module(f"{__name__}.{_m.name}")
@@ -46,15 +46,12 @@ def _accepted(cls: type) -> set[str]:
 
 def create_model(name: str, num_classes: int = len(CLASS_NAMES[DATA_DEFAULTS["classes"]]),
                  rr_dim: int = 0, fs: float = DATA_DEFAULTS["fs"], in_channels: int = 1,
-                 rr_norm: bool = False, rr_hidden: int = 0, feature_drop: float = 0.0,
-                 template_mode: str = "channel", members: int = 1,
-                 **overrides) -> nn.Module:
+                 rr_norm: bool = False, members: int = 1, **overrides) -> nn.Module:
     """Build model `name` from config.MODEL_CONFIGS[name] merged with `overrides`; the other
     arguments describe its inputs and outputs (models.common.ModelIO: `fs` scales the CoordConv
     time coordinates to seconds, `in_channels` 2 adds the template channel, `rr_norm`
-    standardises the per-beat features inside the model, `rr_hidden` and `feature_drop` shape
-    how the head uses them, `template_mode` how the template channel is used). `members` > 1: an
-    Ensemble of that many, each freshly initialised."""
+    standardises the per-beat features inside the model). `members` > 1: an Ensemble of that
+    many, each freshly initialised."""
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; valid names: {', '.join(MODEL_NAMES)}")
     cls = MODELS[name]
@@ -63,8 +60,7 @@ def create_model(name: str, num_classes: int = len(CLASS_NAMES[DATA_DEFAULTS["cl
     if unknown:
         raise ValueError(f"{name} does not take {', '.join(unknown)}; "
                          f"its settings are: {', '.join(sorted(_accepted(cls)))}")
-    io = ModelIO(num_classes=num_classes, rr_dim=rr_dim, fs=float(fs), in_channels=in_channels, rr_norm=rr_norm,
-                 rr_hidden=rr_hidden, feature_drop=feature_drop, template_mode=template_mode)
+    io = ModelIO(num_classes=num_classes, rr_dim=rr_dim, fs=float(fs), in_channels=in_channels, rr_norm=rr_norm)
     if members < 1:
         raise ValueError(f"members must be >= 1, got {members}")
     if members > 1:
@@ -72,4 +68,11 @@ def create_model(name: str, num_classes: int = len(CLASS_NAMES[DATA_DEFAULTS["cl
     return cls(io, **cfg)
 
 
-__all__ = ["MODELS", "MODEL_NAMES", "TEMPLATE_MODES", "BeatClassifier", "Ensemble", "ModelIO", "create_model"]
+def create_from_spec(spec: dict, members: int = 1) -> nn.Module:
+    """create_model from a run's spec (options.RunConfig.model_spec): the model's name, its inputs
+    and outputs, and its settings (`model_config`)."""
+    io = {k: v for k, v in spec.items() if k not in ("name", "model_config")}
+    return create_model(spec["name"], **io, members=members, **spec["model_config"])
+
+
+__all__ = ["MODELS", "MODEL_NAMES", "BeatClassifier", "Ensemble", "ModelIO", "create_from_spec", "create_model"]

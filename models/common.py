@@ -42,32 +42,15 @@ class ModelIO:
     rr_dim        per-beat features joined to the pooled features (0 = none)
     fs            sampling rate of the windows (the CoordConv time unit: seconds)
     in_channels   input channels per beat: 1 = the window, 2 = the window and its running template
+                  (twice that with a second lead)
     rr_norm       standardise the per-beat features inside the model (buffers rr_mean / rr_std, set
                   from the training part by `set_rr_stats`, saved in the state_dict) and never drop
-                  them out; False: they join unscaled, under dropout (the original --rr).
-    rr_hidden     > 0: the standardised features also pass through a Linear(rr_dim, rr_hidden) + ReLU
-                  branch whose output joins the head too, so a linear head can use interactions
-                  (a short pre-RR *and* a long post-RR) and thresholds; 0 = the features alone.
-    feature_drop  training only: with this probability a beat's pooled waveform features are
-                  zeroed (the rest scaled by 1 / (1 - p)), so the head must also classify from
-                  the per-beat features alone: a modality dropout against morphology the training
-                  patients share but new patients may not.
-    template_mode "channel": the template is a 2nd input channel of the stem. "difference" (needs
-                  in_channels 2): one 1-channel feature extractor runs on the beat and on the
-                  template (shared weights) and the head gets f(beat) - f(template), so waveform
-                  reaches the head only relative to the patient's usual beat (an atrial premature
-                  beat keeps the usual QRS, a ventricular one does not). Twice the extractor's MACs."""
+                  them out; False: they join unscaled, under dropout (the original --rr)."""
     num_classes: int
     rr_dim: int = 0
     fs: float = 360.0
     in_channels: int = 1
     rr_norm: bool = False
-    rr_hidden: int = 0
-    feature_drop: float = 0.0
-    template_mode: str = "channel"
-
-
-TEMPLATE_MODES = ("channel", "difference")
 
 
 class BeatClassifier(nn.Module):
@@ -81,21 +64,11 @@ class BeatClassifier(nn.Module):
             raise ValueError(f"rr_dim must be >= 0, got {io.rr_dim}")
         if io.in_channels < 1:
             raise ValueError(f"in_channels must be >= 1, got {io.in_channels}")
-        if io.template_mode not in TEMPLATE_MODES or (io.template_mode == "difference" and io.in_channels != 2):
-            raise ValueError(f"template_mode must be one of {', '.join(TEMPLATE_MODES)} ('difference' needs "
-                             f"in_channels 2), got {io.template_mode!r} with in_channels {io.in_channels}")
         self.io = io
         self.num_classes, self.rr_dim, self.feature_dim = io.num_classes, io.rr_dim, feature_dim
         self.in_channels, self.rr_norm = io.in_channels, io.rr_norm
-        self.difference = io.template_mode == "difference"
-        if io.rr_hidden and not (io.rr_dim and io.rr_norm):
-            raise ValueError("rr_hidden needs standardised per-beat features (rr_dim > 0, rr_norm)")
-        if not 0 <= io.feature_drop < 1 or (io.feature_drop and not io.rr_dim):
-            raise ValueError(f"feature_drop must be in [0, 1) and needs per-beat features, got {io.feature_drop}")
         self.dropout = dropout
-        self.rr_hidden, self.feature_drop = io.rr_hidden, io.feature_drop
-        self.rr_branch = nn.Linear(io.rr_dim, io.rr_hidden) if io.rr_hidden else None
-        d_in = feature_dim + io.rr_dim + io.rr_hidden
+        d_in = feature_dim + io.rr_dim
         # a small MLP head (LDCNN-style) or a single linear layer; dropout is applied
         # functionally in forward (one module call fewer per layer at batch-1 latency)
         self.hidden = nn.Linear(d_in, head_hidden) if head_hidden else None
@@ -106,7 +79,7 @@ class BeatClassifier(nn.Module):
 
     def patch_stem(self, channels: int, stride: int, kernel: int, coord: bool) -> "PatchStem":
         """The input stem for this model's inputs (channels, sampling rate)."""
-        return PatchStem(channels, stride, kernel, coord, self.io.fs, 1 if self.difference else self.in_channels)
+        return PatchStem(channels, stride, kernel, coord, self.io.fs, self.in_channels)
 
     @torch.no_grad()
     def set_rr_stats(self, rr: torch.Tensor) -> None:
@@ -124,12 +97,7 @@ class BeatClassifier(nn.Module):
         """(B, C, T) beat windows [+ (B, rr_dim) per-beat features] -> (B, num_classes) logits."""
         if x.dim() != 3 or x.shape[1] != self.in_channels:
             raise ValueError(f"expected input of shape (B, {self.in_channels}, T), got {tuple(x.shape)}")
-        if self.difference:  # beat and template through the same extractor in one batch
-            b = x.shape[0]
-            f2 = self.forward_features(torch.cat([x[:, :1], x[:, 1:]], 0))  # (2B, D)
-            f = f2[:b] - f2[b:]  # (B, D): morphology relative to the patient's usual beat
-        else:
-            f = self.forward_features(x)  # (B, D)
+        f = self.forward_features(x)  # (B, D)
         drop = self.training and self.dropout > 0  # (F.dropout costs a call even when off)
         if self.rr_dim:
             if rr is None or rr.shape != (x.shape[0], self.rr_dim):
@@ -140,13 +108,8 @@ class BeatClassifier(nn.Module):
                 if drop:
                     f = F.dropout(f, self.dropout, True)
                     drop = False
-                if self.training and self.feature_drop:  # whole beats' waveform features: (B, 1) mask
-                    keep = torch.rand(f.shape[0], 1, device=f.device) >= self.feature_drop
-                    f = f * keep.to(f.dtype) / (1 - self.feature_drop)
                 rr = (rr.to(f.dtype) - self.rr_mean) / self.rr_std
-                if self.rr_branch is not None:
-                    rr = torch.cat([rr, torch.relu(self.rr_branch(rr))], dim=1)  # (B, rr_dim + rr_hidden)
-            f = torch.cat([f, rr.to(f.dtype)], dim=1)  # (B, D + rr_dim [+ rr_hidden])
+            f = torch.cat([f, rr.to(f.dtype)], dim=1)  # (B, D + rr_dim)
         elif rr is not None:
             raise ValueError("rr features were passed but the model was built with rr_dim=0")
         if drop:
@@ -163,8 +126,8 @@ class Ensemble(nn.Module):
     one seed each), whose class probabilities are averaged: `forward` returns log(mean_k
     softmax(member_k(x, rr))), (B, num_classes), which are logits as well (their softmax is the
     mean probability, their argmax its class), so evaluation, export and predict.py use an ensemble
-    as they use one model. Why: inside DS1 the held-out macro-F1 of one seed swings by a few
-    hundredths from epoch to epoch and seed to seed, and a vote of seeds scored above their mean."""
+    as they use one model. Why: one seed's scores swing by a few hundredths from seed to seed;
+    an average of seeds is steadier and usually above their mean."""
 
     def __init__(self, members: list[BeatClassifier]):
         super().__init__()

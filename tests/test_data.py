@@ -257,7 +257,8 @@ def test_cache_key_changes_with_every_parameter(mitbih_dir):
     variants = [PreprocConfig(fs=250), PreprocConfig(segment_sec=1.0), PreprocConfig(classes="aami5"),
                 PreprocConfig(normalize="minmax"), PreprocConfig(band=(1.0, 40.0)),
                 PreprocConfig(filter_order=3), PreprocConfig(lead_policy=("V5", "MLII")),
-                PreprocConfig(template=True), PreprocConfig(template=True, template_from="sinus")]
+                PreprocConfig(template=True), PreprocConfig(rr_features="sequence"),
+                PreprocConfig(second_lead=True)]
     keys = {cache_key(v, recs, mitbih_dir) for v in variants} | {cache_key(CFG, ["100"], mitbih_dir)}
     assert base not in keys and len(keys) == len(variants) + 1
     assert cache_key(CFG, recs, mitbih_dir) == base
@@ -351,7 +352,8 @@ def test_bad_records(mitbih_dir, tmp_path, problem, match):
 
 @pytest.mark.parametrize("cfg,match", [
     (PreprocConfig(classes="nope"), "unknown --classes"),
-    (PreprocConfig(normalize="nope"), "unknown --normalize"),
+    (PreprocConfig(normalize="nope"), "unknown normalize"),
+    (PreprocConfig(rr_features="sinus"), "unknown --rr set"),
     (PreprocConfig(segment_sec=0.001), "samples per beat"),
     (PreprocConfig(fs=60), "band-pass"),
 ])
@@ -377,9 +379,9 @@ def test_ds1_beat_table_matches_the_annotations(mitbih_dir):
 def test_template_and_patient_features_are_finite_on_a_v5_record(mitbih_dir, tmp_path):
     """Record 104 has no MLII (read in V5): its template comes from its own lead; every
     feature is defined (no NaN, no inf), also for the first beats, which have no history."""
-    cfg = PreprocConfig(template=True, rr_features="patient", segment_sec=1.2)
+    cfg = PreprocConfig(template=True, rr_features="sequence", segment_sec=1.2)
     d = load_beats(mitbih_dir, cfg, records=["104"], use_cache=False, download=False, log=lambda m: None)
-    assert d.leads == {"104": "V5"} and d.tm.shape == d.x.shape == (len(d.y), 432) and d.rr.shape == (len(d.y), 8)
+    assert d.leads == {"104": "V5"} and d.tm.shape == d.x.shape == (len(d.y), 432) and d.rr.shape == (len(d.y), 16)
     assert np.isfinite(d.x).all() and np.isfinite(d.tm).all() and np.isfinite(d.rr).all()
     # cached and rebuilt arrays agree (tm travels in the cache)
     again = load_beats(mitbih_dir, cfg, records=["104"], cache_dir=tmp_path, download=False, log=lambda m: None)
@@ -387,33 +389,13 @@ def test_template_and_patient_features_are_finite_on_a_v5_record(mitbih_dir, tmp
     assert np.array_equal(again.tm, cached.tm) and np.array_equal(again.tm, d.tm)
 
 
-def test_sinus_template_is_the_median_of_the_not_early_beats(mitbih_dir):
-    """--template-from sinus, on a real record, is running_template over sinus_like's beats (the
-    one record-to-inputs path feeds it); it differs from the all-beats template only where the
-    span holds early beats, and the beat channel is still the beat on the template's scale."""
-    import features
-    from utils import beat_inputs, filtered_signal, padded_windows, read_record
-    cfg = PreprocConfig(template=True, template_from="sinus", segment_sec=1.2)
-    sig, samp, _, _ = read_record(mitbih_dir, "119", cfg)
-    filt = filtered_signal(sig, cfg)
-    x, tm, _, kept = beat_inputs(filt, samp, cfg)
-    w = padded_windows(filt, samp, cfg.window)
-    ok = features.sinus_like(samp, cfg.fs)
-    assert 0.1 < ok.mean() < 0.9
-    ref = features.running_template(w, cfg.template_beats, cfg.template_every, ok)[kept]
-    xs, ts = features.relative_scale(w[kept], ref)
-    assert np.array_equal(tm, ts) and np.array_equal(x, xs)
-    _, tm_all, _, _ = beat_inputs(filt, samp, PreprocConfig(template=True, segment_sec=1.2))
-    assert not np.array_equal(tm, tm_all)
-
-
 def test_second_lead_gives_each_lead_what_one_lead_gets(mitbih_dir, tmp_path):
     """--second-lead: x and tm are (N, 2, T); lead 0 is bit for bit the one-lead input, lead 1
     the record's other signal through the same steps (its own template and scale); the RR
     features do not change; the arrays travel in the cache; the lead names say which two."""
     from utils import beat_inputs, filtered_signal, read_record, stack_inputs
-    one = PreprocConfig(template=True, rr_features="patient", segment_sec=1.2)
-    two = PreprocConfig(template=True, rr_features="patient", segment_sec=1.2, second_lead=True)
+    one = PreprocConfig(template=True, rr_features="sequence", segment_sec=1.2)
+    two = PreprocConfig(template=True, rr_features="sequence", segment_sec=1.2, second_lead=True)
     quiet = dict(download=False, log=lambda m: None)
     d1 = load_beats(mitbih_dir, one, records=["114", "124"], use_cache=False, **quiet)
     d2 = load_beats(mitbih_dir, two, records=["114", "124"], cache_dir=tmp_path, **quiet)

@@ -54,7 +54,7 @@ def test_loss_shares_add_up_to_the_batch_mean(focal, weighted, beat_weights):
     logits, y = torch.randn(11, 4, generator=g), torch.tensor([0, 0, 0, 0, 1, 2, 2, 3, 0, 1, 0])
     w = torch.rand(11, generator=g) + 0.1 if beat_weights else None
     cut = lambda lo, hi: None if w is None else w[lo:hi]  # noqa: E731
-    loss = engine.make_loss(focal, 2.0, torch.tensor([0.5, 3.0, 1.5, 8.0]) if weighted else None)
+    loss = engine.Loss(focal, 2.0, torch.tensor([0.5, 3.0, 1.5, 8.0]) if weighted else None)
     shares = [loss.sum(logits[lo:hi], y[lo:hi], cut(lo, hi)) / loss.normaliser(y, w)
               for lo, hi in ((0, 4), (4, 8), (8, 11))]
     assert torch.allclose(sum(shares), loss(logits, y, w), rtol=1e-6)
@@ -117,7 +117,7 @@ def _worker() -> int:
                                    g.standard_normal((37, 3)).astype(np.float32), y)
     with world:
         for focal, augment, swap in ((False, True, 0.0), (True, False, 0.0), (False, True, 0.5)):
-            loss = engine.make_loss(focal, 2.0, engine.class_weights(y, 4, "inverse"))
+            loss = engine.Loss(focal, 2.0, engine.class_weights(y, 4, "inverse"))
             out = []
             for w in (None, world):  # one process (no collectives), then both together
                 torch.manual_seed(0)
@@ -156,7 +156,7 @@ def test_ddp_step_equals_one_process_step():
 def _args(mitbih_dir, out: Path, *extra) -> list[str]:
     # one training part of ~1,600 beats, batches of 128 (64 per process): 13 steps per epoch
     return ["--model", "liteecgnet", "--epochs", "3", "--batch-size", "128", "--device", "cpu", "--root",
-            str(mitbih_dir), "--no-download", "--out-dir", str(out), "--quiet", "--bootstrap", "0",
+            str(mitbih_dir), "--no-download", "--out-dir", str(out),
             "--class-limit", "600", "--threads", "1", *RECS, *extra]
 
 
@@ -210,8 +210,8 @@ def test_distributed_checkpoint_loads_in_one_process_and_evaluates_the_same(runs
     raw = torch.load(ckpt, weights_only=True)
     assert raw["state_dict"] and not any(k.startswith("module.") for k in raw["state_dict"])
     checkpoint.load_model(ckpt)  # rebuilds without DDP
-    r = subprocess.run([sys.executable, "evaluate.py", str(ckpt), "--out-dir", str(tmp_path), "--quiet",
-                        "--device", "cpu", "--bootstrap", "0", "--threads", "1"],
+    r = subprocess.run([sys.executable, "evaluate.py", str(ckpt), "--out-dir", str(tmp_path),
+                        "--device", "cpu", "--threads", "1"],
                        capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert r.returncode == 0, r.stderr
     (again,) = tmp_path.glob("eval_report_*.json")
@@ -268,7 +268,7 @@ def test_a_killed_process_ends_the_run_in_one_line_and_resume_finishes_it(runs, 
     assert f"continue with --resume {last}" in rest
     state = checkpoint.Checkpoint.load(last)
     assert state.kind == "training-state" and state.training["epoch"] >= 1
-    r = subprocess.run([*TORCHRUN, "trainer.py", "--resume", str(last), "--quiet"], capture_output=True, text=True,
+    r = subprocess.run([*TORCHRUN, "trainer.py", "--resume", str(last)], capture_output=True, text=True,
                        cwd=ROOT, timeout=600)
     assert r.returncode == 0, r.stdout + r.stderr
     files, (ckpt,), (rep,) = _outputs(out)

@@ -22,19 +22,25 @@ pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.*deprecated:Deprecati
 
 
 def make_checkpoint(path: Path, model_name: str = "liteecgnet", rr_dim: int = 0, kind: str = "final",
-                    cfg: PreprocConfig = PreprocConfig(), members: int = 1,
-                    template_mode: str = "channel") -> torch.nn.Module:
-    """A final checkpoint as trainer.py writes it, of an untrained model (no data needed)."""
+                    cfg: PreprocConfig = PreprocConfig(), members: int = 1, **extra) -> torch.nn.Module:
+    """A final checkpoint as trainer.py writes it, of an untrained model (no data needed); `extra`
+    keys go into the file as they are (e.g. an old checkpoint's fields)."""
     torch.manual_seed(0)
     rr_norm = cfg.rr_features != "local" and rr_dim > 0
-    model = create_model(model_name, rr_dim=rr_dim, in_channels=cfg.channels, rr_norm=rr_norm, members=members,
-                         template_mode=template_mode)
+    model = create_model(model_name, rr_dim=rr_dim, in_channels=cfg.channels, rr_norm=rr_norm, members=members)
     torch.save({"format": CKPT_FORMAT, "version": CKPT_VERSION, "kind": kind, "model_name": model_name,
                 "model_config": {}, "num_classes": 4, "rr_dim": rr_dim, "in_channels": cfg.channels,
-                "rr_norm": rr_norm, "members": members, "template_mode": template_mode,
+                "rr_norm": rr_norm, "members": members,
                 "class_names": ["N", "SVEB", "VEB", "Other"], "preprocessing": cfg.to_dict(),
-                "state_dict": model.state_dict()}, path)
+                "state_dict": model.state_dict(), **extra}, path)
     return model.eval()
+
+
+def calibration_beats(cfg: PreprocConfig, n: int = 12, rr_dim: int = 0) -> dict:
+    """A checkpoint's calibration sample (trainer.py keeps a few training beats of every class)."""
+    g = torch.Generator().manual_seed(2)
+    return {"x": torch.randn(n, cfg.channels, cfg.window, generator=g).half(), "rr": torch.rand(n, rr_dim, generator=g),
+            "y": torch.arange(n) % 4, "records": ["100"]}
 
 
 @pytest.mark.parametrize("model_name,rr_dim", [("liteecgnet", 0), ("liteecgnet", 4), ("bircnn", 0)])
@@ -75,43 +81,57 @@ def test_cli_writes_the_file_and_times_both_forms(tmp_path, capsys):
     assert "latency b=1, 1 thread, median of 5: eager" in out and "exported" in out
 
 
-@pytest.mark.parametrize("case", ["missing", "not-a-checkpoint", "training-state", "bad-runs", "no-folder", "folder",
-                                  "int8-torchscript", "int8-no-run-args", "bad-calib", "over-checkpoint"])
+@pytest.mark.parametrize("case", ["missing", "not-a-checkpoint", "truncated", "onnx-given", "training-state",
+                                  "bad-runs", "no-folder", "folder", "int8-torchscript", "int8-no-calibration",
+                                  "check-no-data", "over-checkpoint", "removed-probe", "removed-preprocessing"])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, case):
     ckpt = tmp_path / "m.pt"
-    make_checkpoint(ckpt, kind="training-state" if case == "training-state" else "final")
-    extra = {"bad-runs": ["--runs", "1"], "no-folder": ["--out", str(tmp_path / "nope" / "m.ts")],
-             "folder": ["--out", str(tmp_path)], "int8-torchscript": ["--int8", "--format", "torchscript"],
-             "int8-no-run-args": ["--int8"], "bad-calib": ["--int8", "--calib-beats", "0"],
-             "over-checkpoint": ["--out", str(ckpt)]}.get(case, [])
+    extra = {"removed-probe": {"rr_hidden": 16}}.get(case, {})
+    make_checkpoint(ckpt, kind="training-state" if case == "training-state" else "final",
+                    cfg=PreprocConfig(template=True) if case == "removed-preprocessing" else PreprocConfig(), **extra)
+    if case == "removed-preprocessing":  # an older checkpoint's template of the 'sinus' beats only
+        d = torch.load(ckpt, weights_only=True)
+        d["preprocessing"]["template_from"] = "sinus"
+        torch.save(d, ckpt)
+    args = {"bad-runs": ["--runs", "1"], "no-folder": ["--out", str(tmp_path / "nope" / "m.ts")],
+            "folder": ["--out", str(tmp_path)], "int8-torchscript": ["--int8", "--format", "torchscript"],
+            "int8-no-calibration": ["--int8"], "check-no-data": ["--check"],
+            "over-checkpoint": ["--out", str(ckpt)]}.get(case, [])
+    says = {"truncated": "truncated or damaged", "onnx-given": "is an exported model",
+            "int8-no-calibration": "keeps none", "removed-probe": "rr_hidden=16, a research probe that was removed",
+            "removed-preprocessing": "template_from=sinus, a research probe", "check-no-data": "--check needs"}
     if case == "missing":
         ckpt = tmp_path / "absent.pt"
     elif case == "not-a-checkpoint":
         ckpt = tmp_path / "junk.pt"
         ckpt.write_text("not a checkpoint")
-    assert export.main([str(ckpt), "--runs", "0", *extra]) == 2
+    elif case == "truncated":
+        ckpt.write_bytes(ckpt.read_bytes()[:2000])
+    elif case == "onnx-given":
+        ckpt = tmp_path / "m.onnx"
+        ckpt.write_bytes(b"\x08\x07")
+    assert export.main([str(ckpt), "--runs", "0", *args]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("export.py: error: ") and "\n" not in err
-    assert not list(tmp_path.glob("*.ts")) and not list(tmp_path.glob("*.onnx")) and not list(tmp_path.rglob("*.tmp"))
+    assert says.get(case, "") in err
+    if case.startswith("removed"):
+        assert "lab-rounds-1-18" in err
+    assert not list(tmp_path.glob("*.ts")) and not list(tmp_path.glob("m.*.onnx")) and not list(tmp_path.rglob("*.tmp"))
 
 
-@pytest.mark.parametrize("source,says", [("all", False), ("sinus", True)])
-def test_metadata_says_which_beats_make_the_template(tmp_path, source, says):
-    """A checkpoint trained with --template-from sinus tells a deployment so: liteecg.json's
-    preprocessing holds template_from and the input description names the beat choice."""
+def test_metadata_describes_the_template_input(tmp_path):
     from checkpoint import Checkpoint
-    cfg = PreprocConfig(template=True, template_from=source)
-    make_checkpoint(tmp_path / "m.pt", "liteecgnet", 0, cfg=cfg)
+    make_checkpoint(tmp_path / "m.pt", "liteecgnet", 0, cfg=PreprocConfig(template=True))
     meta = export.export_metadata(Checkpoint.load(tmp_path / "m.pt"), str(tmp_path / "m.pt"))
-    assert meta["preprocessing"]["template_from"] == source
-    assert ("TEMPLATE_FROM['sinus']" in meta["input"]["normalize"]) is says
+    assert "median of the record's previous 256 beat windows" in meta["input"]["normalize"]
+    assert "template_from" not in meta["preprocessing"]
 
 
 def test_template_model_exports_with_its_input_contract(tmp_path):
     """Two input channels and patient-relative RR standardised inside the model: the file takes
-    (B, 2, T) and (B, 8), and liteecg.json says what the channels and features are."""
-    cfg = PreprocConfig(template=True, rr_features="patient")
-    model = make_checkpoint(tmp_path / "m.pt", "liteecgnet", 8, cfg=cfg)
+    (B, 2, T) and (B, 16), and liteecg.json says what the channels and features are."""
+    cfg = PreprocConfig(template=True, rr_features="sequence")
+    model = make_checkpoint(tmp_path / "m.pt", "liteecgnet", 16, cfg=cfg)
     lines = []
     out = export.export(str(tmp_path / "m.pt"), runs=5, fmt="torchscript", log=lines.append)  # timing feeds (B, 2, T)
     assert "latency b=1" in lines[-1]
@@ -119,9 +139,9 @@ def test_template_model_exports_with_its_input_contract(tmp_path):
     loaded = torch.jit.load(str(out), _extra_files=meta)
     meta = json.loads(meta["liteecg.json"])
     assert meta["input"]["shape"] == [None, 2, 720] and "template" in meta["input"]["normalize"]
-    assert meta["rr"]["set"] == "patient" and len(meta["rr"]["features"]) == 8
+    assert meta["rr"]["set"] == "sequence" and len(meta["rr"]["features"]) == 16
     assert meta["rr"]["standardised_inside_the_model"] is True
-    x, rr = torch.randn(2, 2, 720), torch.rand(2, 8)
+    x, rr = torch.randn(2, 2, 720), torch.rand(2, 16)
     with torch.no_grad():
         assert torch.allclose(loaded(x, rr), model(x, rr), atol=1e-5, rtol=1e-4)
 
@@ -130,41 +150,40 @@ def test_template_model_exports_with_its_input_contract(tmp_path):
 # ONNX
 # ----------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("template_mode", ["channel", "difference"])
 @pytest.mark.parametrize("model_name", MODEL_NAMES)
-def test_every_model_exports_to_onnx_with_a_dynamic_batch(tmp_path, model_name, template_mode):
-    """All seven, with either use of the template: the default export is ONNX; onnxruntime gives
-    the eager logits at batch 1 and 5."""
+def test_every_model_exports_to_onnx_with_a_dynamic_batch(tmp_path, model_name):
+    """All seven: the default export is ONNX; onnxruntime gives the eager logits at batch 1 and 5.
+    Without run arguments or data the check runs on random windows, and says so."""
     from deploy import OnnxModel
-    cfg = PreprocConfig(segment_sec=1.2, template=True, rr_features="patient")
-    model = make_checkpoint(tmp_path / "m.pt", model_name, 8, cfg=cfg, template_mode=template_mode)
+    cfg = PreprocConfig(segment_sec=1.2, template=True, rr_features="sequence")
+    model = make_checkpoint(tmp_path / "m.pt", model_name, 16, cfg=cfg)
     lines = []
     out = export.export(str(tmp_path / "m.pt"), runs=0, log=lines.append)
-    assert out == tmp_path / "m.onnx" and "random beats" in lines[0]
+    assert out == tmp_path / "m.onnx" and "test-part check is skipped" in lines[0] and "random windows" in lines[1]
     m = OnnxModel(out)
-    assert (m.name, m.rr_dim, m.preproc) == (model_name, 8, cfg)
+    assert (m.name, m.rr_dim, m.preproc) == (model_name, 16, cfg)
     g = torch.Generator().manual_seed(5)
     for b in (1, 5):
-        x, rr = torch.randn(b, 2, 432, generator=g), torch.rand(b, 8, generator=g)
+        x, rr = torch.randn(b, 2, 432, generator=g), torch.rand(b, 16, generator=g)
         with torch.no_grad():
             want = model(x, rr).numpy()
         got = m.logits(x.numpy(), rr.numpy())
         assert got.shape == (b, 4)
         assert abs(got - want).max() <= export.ATOL + export.RTOL * abs(want).max()
     record = json.loads((tmp_path / "m.export.json").read_text())
-    assert record["float"]["check"]["inputs"].startswith("random") and "test" not in record
+    assert "random windows" in record["float"]["check"]["inputs"] and "test" not in record
 
 
 def test_ensemble_exports_as_one_graph_of_averaged_probabilities(tmp_path):
     """--ensemble 2: one ONNX file whose softmax is the members' mean probability, as in torch."""
     from deploy import OnnxModel, softmax
-    cfg = PreprocConfig(segment_sec=1.2, template=True, rr_features="patient")
-    model = make_checkpoint(tmp_path / "m.pt", "liteecgnet", 8, cfg=cfg, members=2)
+    cfg = PreprocConfig(segment_sec=1.2, template=True, rr_features="sequence")
+    model = make_checkpoint(tmp_path / "m.pt", "liteecgnet", 16, cfg=cfg, members=2)
     out = export.export(str(tmp_path / "m.pt"), runs=0, log=lambda msg: None)
     m = OnnxModel(out)
     assert m.meta["members"] == 2
     g = torch.Generator().manual_seed(7)
-    x, rr = torch.randn(6, 2, 432, generator=g), torch.rand(6, 8, generator=g)
+    x, rr = torch.randn(6, 2, 432, generator=g), torch.rand(6, 16, generator=g)
     with torch.no_grad():
         mean = torch.stack([torch.softmax(k(x, rr), 1) for k in model.members]).mean(0).numpy()
     assert np.allclose(softmax(m.logits(x.numpy(), rr.numpy())), mean, atol=1e-5)
@@ -214,8 +233,13 @@ def test_an_export_that_differs_from_the_checkpoint_is_not_written(tmp_path, mon
     assert not list(tmp_path.glob("*.onnx")) and not list(tmp_path.glob("*.tmp"))
 
 
-
-@pytest.mark.parametrize("out,want", [("d/lite.onnx", "d/lite.int8.onnx"), ("d/lite", "d/lite.int8.onnx"),
-                                      ("d/a.b.onnx", "d/a.b.int8.onnx")])
-def test_int8_file_is_named_after_the_float_one(out, want):
-    assert export.sibling(Path(out), ".int8", ".onnx") == Path(want)
+@pytest.mark.parametrize("int8,out,want", [(False, None, "m.onnx"), (True, None, "m.int8.onnx"),
+                                           (True, "q.int8.onnx", "q.int8.onnx"), (False, "f.onnx", "f.onnx")])
+def test_the_file_asked_for_is_the_one_written(tmp_path, int8, out, want):
+    """--out names the file asked for: `--int8 --out q.int8.onnx` writes the int8 model there and
+    nothing else beside it (the float graph is built, checked and compared, not written). The
+    int8 calibration uses the beats the checkpoint keeps: no data folder is needed."""
+    make_checkpoint(tmp_path / "m.pt", calibration=calibration_beats(PreprocConfig()))
+    assert export.export(str(tmp_path / "m.pt"), out=str(tmp_path / out) if out else None, runs=0, int8=int8,
+                         log=lambda m: None) == tmp_path / want
+    assert sorted(p.name for p in tmp_path.glob("*.onnx")) == [want]

@@ -79,7 +79,7 @@ def test_rr_duplicate_annotation_is_finite():
     assert r[1, COL["post_pre"]] == pytest.approx(7 / 360)
 
 
-@pytest.mark.parametrize("rr_set", [F.rr_context, F.rr_robust, F.rr_sequence, F.rr_sinus])
+@pytest.mark.parametrize("rr_set", [F.rr_context, F.rr_robust, F.rr_sequence, F.rr_features])
 def test_rr_causal(rr_set):
     rng = np.random.default_rng(1)
     rpeaks = np.cumsum(rng.integers(150, 500, 200))
@@ -111,7 +111,7 @@ def test_robust_is_patient_plus_medians_matching_reference():
     rng = np.random.default_rng(2)
     rpeaks = np.cumsum(rng.integers(144, 576, 600))  # longer than the 5-min window, as above
     got = F.rr_robust(rpeaks, 360)
-    assert got.shape == (600, len(F._RR_SETS["robust"])) == (600, K + 5) and got.dtype == np.float32
+    assert got.shape == (600, K + 5) and got.dtype == np.float32
     assert np.array_equal(got[:, :K], F.rr_context(rpeaks, 360))
     assert np.allclose(got[:, K:], _robust_reference(rpeaks, 360), rtol=1e-5, atol=1e-6)
 
@@ -145,41 +145,6 @@ def test_sequence_edges_are_finite():
     assert F.rr_sequence(np.array([], np.int64), 360).shape == (0, K + 8)
     assert np.all(F.rr_sequence(np.array([7]), 360)[:, K + 5:] == 1)
     assert np.isfinite(F.rr_sequence(np.array([0, 360, 360, 720, 720]), 360)).all()
-
-
-# ------------------------------------------------------------------------------------ rr_sinus
-
-def test_sinus_is_sequence_plus_upper_quantile_ratios_hand_computed():
-    # R peaks 0 1 2 2.5 4 5 s -> pre = [1, 1, 1, .5, 1.5, 1], post = [1, 1, .5, 1.5, 1, 1]
-    rpeaks = np.array([0, 360, 720, 900, 1440, 1800])
-    got = F.rr_sinus(rpeaks, 360)
-    assert got.shape == (6, len(F._RR_SETS["sinus"])) == (6, K + 12) and got.dtype == np.float32
-    assert np.array_equal(got[:, :K + 8], F.rr_sequence(rpeaks, 360))
-    # beat 3: 0.8 quantile of (1, 1, 1, .5) = 1 (position 2.4 among .5 1 1 1); beat 4: of
-    # (1, 1, 1, .5, 1.5): position 3.2 among .5 1 1 1 1.5 -> 1 + 0.2 * 0.5 = 1.1
-    assert np.allclose(got[3, K + 8:], [0.5, 1.5, 0.5, 1.5])
-    assert np.allclose(got[4, K + 8:], [1.5 / 1.1, 1 / 1.1, 1.5 / 1.1, 1 / 1.1])
-    # windows: only the last 32 intervals, and only the past 5 minutes
-    many = np.cumsum(np.r_[0, np.full(40, 360), np.full(40, 180)])  # 40 RRs of 1 s, then 40 of .5 s
-    r = F.rr_sinus(many, 360)
-    assert r[-1, K + 10] == pytest.approx(1.0)                      # last 32 RRs are all .5 s
-    assert r[-1, K + 8] == pytest.approx(0.5)                       # 5 min still holds the 1 s RRs
-    slow = np.arange(0, 400 * 720, 720)                             # 2 s RRs: 800 s, 150 beats in 5 min
-    assert np.allclose(F.rr_sinus(slow, 360)[:, K + 8:], 1)
-
-
-def test_trailing_quantile_matches_numpy():
-    rng = np.random.default_rng(3)
-    v = rng.random(300)
-    lo = np.maximum(0, np.arange(300) - rng.integers(0, 60, 300))
-    want = [np.quantile(v[a:i + 1], 0.8) for i, a in enumerate(lo)]
-    assert np.allclose(F._trailing_quantile(v, lo, 0.8), want)
-
-
-def test_sinus_edges_are_finite():
-    assert F.rr_sinus(np.array([], np.int64), 360).shape == (0, K + 12)
-    assert np.all(F.rr_sinus(np.array([7]), 360)[:, K + 8:] == 1)
-    assert np.isfinite(F.rr_sinus(np.array([0, 360, 360, 720, 720]), 360)).all()
 
 
 # ------------------------------------------------------------------------------ running_template
@@ -228,41 +193,6 @@ def test_template_causal():
         got = F.running_template(padded_windows(s2, pk, 60), history=16, every=8)
         assert np.array_equal(got[:k + 1], base[:k + 1])
 
-
-
-def test_sinus_like_hand_computed_and_edges():
-    # RRs (samples): five of 288, an early beat (200) and its pause (380), two of 288, again
-    r = np.cumsum(np.r_[0, [288] * 5, 200, 380, 288, 288, 200, 380])
-    got = F.sinus_like(r, 360)
-    # beat 8: last 9 pre-RRs sorted [200, 288 x 7, 380], 0.8 quantile at position 6.4 -> 288 <= 288
-    assert got.tolist() == [True] * 6 + [False, True, True, True, False, True]
-    assert F.sinus_like(np.array([5]), 360).tolist() == [True]
-    assert F.sinus_like(np.array([], np.int64), 360).tolist() == []
-    assert F.sinus_like(np.array([0, 0, 0, 400]), 360).dtype == bool   # duplicates: clamped RR
-
-
-def test_sinus_like_causal():
-    rng = np.random.default_rng(0)
-    r = np.cumsum(rng.integers(150, 400, 80))
-    base = F.sinus_like(r, 360)
-    for k in (0, 5, 40):
-        r2 = r.copy()
-        r2[k + 1:] += rng.integers(1, 90)                              # move every later beat
-        assert np.array_equal(F.sinus_like(r2, 360)[:k + 1], base[:k + 1])
-
-
-def test_template_eligible_beats_only_with_fallback():
-    sig, pk = _sig_and_peaks()
-    w = sig[pk[:, None] - 30 + np.arange(60)]
-    ok = np.arange(len(pk)) % 3 == 0                                   # beats 0, 3, 6, 9, ...
-    tm = F.running_template(padded_windows(sig, pk, 60), history=9, every=1, eligible=ok, min_eligible=3)
-    assert np.allclose(tm[12], np.median(w[[3, 6, 9]], 0))             # the eligible of beats 3..11
-    tm = F.running_template(padded_windows(sig, pk, 60), history=9, every=1, eligible=ok, min_eligible=4)
-    assert np.allclose(tm[12], np.median(w[3:12], 0))                  # too few: all of the span
-    all_ok = F.running_template(padded_windows(sig, pk, 60), history=8, every=4, eligible=np.ones(len(pk), bool))
-    assert np.array_equal(all_ok, F.running_template(padded_windows(sig, pk, 60), history=8, every=4))
-    with pytest.raises(ValueError):
-        F.running_template(padded_windows(sig, pk, 60), eligible=ok[:-1])
 
 
 # ------------------------------------------------------------------------------ relative_scale

@@ -131,54 +131,6 @@ def test_rr_features_path(name):
         _build(name)(x, rr.detach())
 
 
-@pytest.mark.parametrize("name", MODEL_NAMES)
-def test_rr_branch_and_feature_drop(name):
-    """rr_hidden adds a Linear + ReLU branch on the standardised features; feature_drop zeroes
-    whole beats' waveform features in training only, so then the logits of a dropped beat depend
-    on its per-beat features alone; in eval mode nothing is dropped."""
-    torch.manual_seed(0)
-    m = create_model(name, rr_dim=8, rr_norm=True, rr_hidden=6, feature_drop=0.999)
-    assert m.rr_branch.weight.shape == (6, 8) and (m.hidden or m.fc).in_features == m.feature_dim + 8 + 6
-    x, rr = torch.randn(4, 1, 720), torch.rand(4, 8)
-    m.train()
-    other = torch.randn(4, 1, 720)
-    torch.manual_seed(1)  # the same masks for both calls (the head's own dropout too)
-    a = m(x, rr)
-    torch.manual_seed(1)
-    assert torch.allclose(a, m(other, rr))  # other waveforms, same features: same logits
-    m.eval()
-    with torch.no_grad():
-        assert not torch.allclose(m(x, rr), m(torch.randn(4, 1, 720), rr))
-    with pytest.raises(ValueError, match="rr_hidden"):
-        create_model(name, rr_dim=8, rr_norm=False, rr_hidden=6)
-    with pytest.raises(ValueError, match="feature_drop"):
-        create_model(name, rr_dim=0, feature_drop=0.5)
-
-
-@pytest.mark.parametrize("name", MODEL_NAMES)
-def test_template_difference_sees_the_beat_only_relative_to_the_template(name):
-    """template_mode 'difference': a beat equal to its template reaches the head as zero waveform
-    features, so two different (beat = template) inputs give the same logits, set by the per-beat
-    features alone; a beat that differs from its template moves them; gradients reach the shared
-    1-channel stem; and the mode needs the template channel."""
-    torch.manual_seed(0)
-    m = create_model(name, num_classes=5, rr_dim=3, rr_norm=True, in_channels=2, template_mode="difference").eval()
-    assert m.stem.in_channels == 1  # one extractor for beat and template
-    a, b, rr = torch.randn(4, 1, 432), 3 * torch.randn(4, 1, 432), torch.randn(4, 3)
-    with torch.no_grad():
-        same_a, same_b = m(torch.cat([a, a], 1), rr), m(torch.cat([b, b], 1), rr)
-        assert torch.allclose(same_a, same_b, atol=1e-5)
-        assert not torch.allclose(m(torch.cat([b, a], 1), rr), same_a, atol=1e-3)
-        assert not torch.allclose(same_a, m(torch.cat([a, a], 1), torch.randn(4, 3)), atol=1e-3)
-    m.train()
-    m(torch.cat([b, a], 1), rr).sum().backward()
-    assert all(p.grad is not None for p in m.stem.parameters())
-    with pytest.raises(ValueError, match="template_mode"):
-        create_model(name, in_channels=1, template_mode="difference")
-    with pytest.raises(ValueError, match="template_mode"):
-        create_model(name, in_channels=2, template_mode="sum")
-
-
 def test_ensemble_returns_the_log_of_the_members_mean_probability():
     """Two members with constant outputs (zero weights, biases log p): probabilities (0.9, 0.1)
     and (0.5, 0.5) average to (0.7, 0.3), whatever the input."""

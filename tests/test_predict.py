@@ -27,7 +27,7 @@ def trained(mitbih_dir, tmp_path_factory):
     """A one-epoch liteecgnet whose test part is record 100 alone -> (checkpoint, report)."""
     out = tmp_path_factory.mktemp("train")
     rc = trainer.main(["--model", "liteecgnet", "--epochs", "1", "--device", "cpu", "--root", str(mitbih_dir),
-                       "--no-download", "--out-dir", str(out), "--quiet", "--bootstrap", "100",
+                       "--no-download", "--out-dir", str(out),
                        "--class-limit", "400", "--batch-size", "32", "--train-recs", "101", "106", "--val-recs", "103",
                        "--test-recs", "100"])
     assert rc == 0
@@ -182,7 +182,7 @@ def test_bad_input_is_one_line_exit_2(case, trained, mitbih_dir, tmp_path, capsy
     assert predict.main([str(ckpt), rec, "--out-dir", str(tmp_path / "out"), *extra]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("predict.py: error:")
-    assert {"missing-ckpt": "does not exist", "not-a-ckpt": "not a readable checkpoint",
+    assert {"missing-ckpt": "does not exist", "not-a-ckpt": "cannot be read as a checkpoint",
             "missing-record": "not found", "bad-ext": "--out-ext"}[case] in err
 
 
@@ -194,13 +194,13 @@ def test_template_and_patient_rr_model_predicts_as_it_was_evaluated(mitbih_dir, 
     report's, bit for bit."""
     out = tmp_path / "train"
     assert trainer.main(["--model", "liteecgnet", "--epochs", "1", "--device", "cpu", "--root", str(mitbih_dir),
-                         "--no-download", "--out-dir", str(out), "--quiet", "--bootstrap", "0", "--class-limit", "300",
-                         "--template", "--rr", "--rr-features", "patient", "--classes", "aami5",
+                         "--no-download", "--out-dir", str(out), "--class-limit", "300",
+                         "--template", "--rr", "sequence", "--classes", "aami5",
                          "--train-recs", "101", "106", "--val-recs", "103", "--test-recs", "100", *extra]) == 0
     (ckpt,) = [p for p in out.glob("ecg_lightweight_*.pt") if not p.name.endswith(".last.pt")]
     (rep,) = out.glob("eval_report_*.json")
     report = json.loads(rep.read_text())
-    assert report["preprocessing"]["template"] is True and report["preprocessing"]["rr_features"] == "patient"
+    assert report["preprocessing"]["template"] is True and report["preprocessing"]["rr_features"] == "sequence"
     res = predict.predict_record(ckpt, str(mitbih_dir / "100"), out_dir=tmp_path / "pred", log=lambda m: None)
     kept = ~res["edge_padded"]
     assert res["lead"] == ("MLII+V5" if extra else "MLII")
@@ -227,15 +227,17 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def exported(trained, tmp_path_factory):
-    """export.py --int8 of the trained checkpoint -> (float .onnx, int8 .onnx, export record)."""
+    """export.py (float), then export.py --int8, of the trained checkpoint -> (float .onnx, int8 .onnx,
+    the int8 export's record)."""
     import export
     ckpt, _ = trained
     out = tmp_path_factory.mktemp("onnx") / "lite.onnx"
+    assert export.export(str(ckpt), str(out), runs=0, log=lambda m: None) == out
     lines: list[str] = []
-    assert export.export(str(ckpt), str(out), runs=5, int8=True, calib_beats=50, log=lines.append) == out
     q = out.with_name("lite.int8.onnx")
-    assert q.is_file() and any("| ONNX int8 |" in l for l in lines)
-    return out, q, json.loads(out.with_name("lite.export.json").read_text())
+    assert export.export(str(ckpt), str(q), runs=5, int8=True, log=lines.append) == q
+    assert any("| ONNX int8 |" in line for line in lines)
+    return out, q, json.loads(out.with_name("lite.int8.export.json").read_text())
 
 
 def test_onnx_file_predicts_what_the_checkpoint_predicts(on_100, exported, mitbih_dir, tmp_path):
@@ -261,7 +263,7 @@ def test_export_record_compares_float_and_int8_on_the_test_part(exported, traine
     assert set(record["latency_ms"]) >= {"eager", "float", "int8"}
     cal = OnnxModel(q).meta["quantization"]["calibration"]
     assert cal["part"] == "train" and set(cal["records"]) <= {"101", "106"} and cal == record["int8"]["calibration"]
-    assert 0 < cal["beats"] <= 50 * 4
+    assert cal["source"] == "checkpoint" and 0 < cal["beats"] <= 16 * 4
 
 
 def _run_without_torch(args: list[str], cwd: Path) -> subprocess.CompletedProcess:

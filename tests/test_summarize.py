@@ -21,8 +21,8 @@ def reports(mitbih_dir, tmp_path_factory) -> Path:
     """A folder with two real reports: a 2-epoch liteecgnet run (aami5) and an --eval-only
     report of its checkpoint on other records (no history, no epoch time)."""
     out = tmp_path_factory.mktemp("reports")
-    common = ["--device", "cpu", "--root", str(mitbih_dir), "--no-download", "--out-dir", str(out), "--quiet",
-              "--bootstrap", "100", "--train-recs", "101", "106", "--val-recs", "103"]
+    common = ["--device", "cpu", "--root", str(mitbih_dir), "--no-download", "--out-dir", str(out),
+              "--train-recs", "101", "106", "--val-recs", "103"]
     assert trainer.main(["--model", "liteecgnet", "--epochs", "2", "--batch-size", "32", "--class-limit", "300",
                          "--classes", "aami5", "--test-recs", "100", "119", *common]) == 0
     (ckpt,) = [p for p in out.glob("ecg_lightweight_*.pt") if not p.name.endswith(".last.pt")]
@@ -101,7 +101,7 @@ def test_seed4_class_names_fill_the_s_and_v_columns(reports):
 
 
 def test_missing_optional_values_show_as_dash(reports, tmp_path, capsys):
-    """--bootstrap 0 (no ci), --eval-only (no history, epoch time None): rows still build."""
+    """bootstrap = 0 (no ci), --eval-only (no history, epoch time None): rows still build."""
     (src,) = [p for p in reports.glob("eval_report_*.json") if not p.name.endswith("_evalonly.json")]
     rep = json.loads(src.read_text())
     rep["test"].pop("ci", None)
@@ -183,7 +183,7 @@ def test_run_all_models_refuses_unknown_models_before_writing(tmp_path):
 
 def _sweep_cmd(root: Path, mitbih_dir: Path, out: Path, *extra: str) -> list[str]:
     return ["bash", str(root / "run_all_models.sh"), "--root", str(mitbih_dir), "--no-download", "--device", "cpu",
-            "--quiet", "--bootstrap", "50", "--class-limit", "100", "--train-recs", "101", "106", "--val-recs",
+            "--class-limit", "100", "--train-recs", "101", "106", "--val-recs",
             "103", "--test-recs", "100", "--out-dir", str(out), *extra]
 
 
@@ -210,7 +210,7 @@ def test_run_all_models_jobs_2_runs_side_by_side_and_reports_a_failure(mitbih_di
     assert r.returncode == 1, r.stdout + r.stderr
     assert "=== liteecgnet started" in r.stdout and "=== ldcnn started" in r.stdout
     assert "!!! ldcnn failed (exit 3" in r.stdout and "FAILED: ldcnn" in r.stderr
-    assert "=== liteecgnet done: test: accuracy" in r.stdout
+    assert "=== liteecgnet done: test (records 100, " in r.stdout and "accuracy" in r.stdout
     assert (out / "train_ldcnn_seed1337.log").read_text().strip() == "boom"  # the default seed names the log
     (rep,) = out.glob("eval_report_*.json")
     report = json.loads(rep.read_text())
@@ -346,7 +346,7 @@ def test_run_all_models_seeds_gives_a_run_per_model_and_seed_and_their_mean_std(
     import math
     root = Path(__file__).resolve().parents[1]
     out = tmp_path / "sweep"
-    r = subprocess.run(_sweep_cmd(root, mitbih_dir, out, "--epochs", "1", "--bootstrap", "0", "--threads", "1"),
+    r = subprocess.run(_sweep_cmd(root, mitbih_dir, out, "--epochs", "1", "--threads", "1"),
                        capture_output=True, text=True, timeout=600,
                        env={**os.environ, "SEEDS": "1 2", "JOBS": "2", "MODELS": "liteecgnet ldcnn"})
     assert r.returncode == 0, r.stdout + r.stderr
