@@ -30,9 +30,14 @@ test part was scored; FEATURES names each column):
 - Variants (VARIANTS; for --cv, never the default): the RR features relative to the +-5-min
   average RR (`rr_mean`) or to the +-5-min median RR (`rr_median`) instead of, or beside, seconds.
 Classifier: the paper's linear discriminant with each class weighted equally (its compensation
-for class imbalance): sklearn LDA, lsqr solver, equal priors, whose pooled covariance is then the
-unweighted mean of the class covariances, i.e. the paper's class-weighted maximum likelihood.
-`logreg`: standardised features, multinomial logistic regression, class_weight "balanced", C 1.
+for class imbalance): LDA deciding with equal priors. How the within-class covariance is pooled
+is not settled by our reading of the paper: `--lda-pool classes` (default, the reading fixed
+before any test score) weights each class's covariance equally, i.e. the class-weighted maximum
+likelihood; `--lda-pool beats` weights each beat equally (scikit-learn's LDA with equal priors,
+what the issue's independent run used). `beats` was added after the default's first DS2 score
+(S Se 0.44) was seen; no default changed because of it, and --cv chooses between the two inside
+DS1 only. `logreg`: standardised features, multinomial logistic regression, class_weight
+"balanced", C 1 (scikit-learn's default).
 --cv K (inter-patient only): variant x regularisation (REGULARISATION) chosen by the pooled
 held-out macro-F1 of trainer.py --cv K's patient-grouped DS1 folds; DS2 is scored once, after.
 """
@@ -92,8 +97,11 @@ GROUPS: dict[str, list[str]] = {
 VARIANTS: dict[str, list[str]] = {
     "paper": ["rr_s", "qrs", "t"], "rr_mean": ["rr_mean", "qrs", "t"], "rr_s_mean": ["rr_s", "rr_mean", "qrs", "t"],
     "rr_median": ["rr_median", "qrs", "t"], "rr_s_median": ["rr_s", "rr_median", "qrs", "t"]}
-# What each model's --cv tries; the first entry is the default (LDA: none, as published; C: sklearn's).
-REGULARISATION: dict[str, list] = {"lda": [None, "auto"], "logreg": [1.0, 0.01, 100.0]}
+# What each model's --cv tries; the first is the default. LDA: [pool, shrinkage] (no shrinkage, as
+# published; Ledoit-Wolf); logreg: C (sklearn's default first).
+REGULARISATION: dict[str, list] = {"lda": [["classes", None], ["classes", "auto"], ["beats", None], ["beats", "auto"]],
+                                   "logreg": [1.0, 0.01, 100.0]}
+LDA_POOLS = ("classes", "beats")
 MODELS = tuple(REGULARISATION)
 NON_CAUSAL = {"avg_rr_s", "pre_rr_mean", "post_rr_mean", "local_rr_mean", "pre_rr_median", "post_rr_median",
               "local_rr_median"}
@@ -191,17 +199,37 @@ def baseline_splits(data: BeatData, mode: str, seed: int) -> Splits:
 # Classifiers
 # ----------------------------------------------------------------------------------------------
 
-def make_classifier(model: str, reg, y_train: np.ndarray):
-    """An unfitted classifier: LDA with equal priors over the classes present in `y_train`
-    (lsqr: the pooled covariance is then the mean of the class covariances), shrinkage `reg`;
-    or standardised logistic regression with balanced class weights and inverse strength `reg`."""
-    from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+class EqualPriorLDA:
+    """LDA (scikit-learn, lsqr) deciding with equal priors over the classes it is fitted on.
+    pool "classes": the pooled within-class covariance is the mean of the class covariances (each
+    class weighs the same: the class-weighted likelihood); "beats": every beat weighs the same
+    (the priors are set equal after the fit). Built per fit, so cross-validation needs no clone."""
+
+    def __init__(self, pool: str = "classes", shrinkage: str | None = None):
+        self.pool, self.shrinkage = pool, shrinkage
+
+    def fit(self, x: np.ndarray, y: np.ndarray) -> "EqualPriorLDA":
+        from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+        k = len(np.unique(y))
+        self.lda = LinearDiscriminantAnalysis(solver="lsqr", shrinkage=self.shrinkage,
+                                              priors=np.full(k, 1.0 / k) if self.pool == "classes" else None).fit(x, y)
+        if self.pool == "beats":  # the fit used the class frequencies: decide with equal priors instead
+            self.lda.intercept_ = self.lda.intercept_ + np.log(1.0 / k) - np.log(self.lda.priors_)
+        self.coef_, self.intercept_, self.classes_ = self.lda.coef_, self.lda.intercept_, self.lda.classes_
+        return self
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return self.lda.predict(x)
+
+
+def make_classifier(model: str, reg):
+    """An unfitted classifier: EqualPriorLDA with reg = [pool, shrinkage]; or standardised
+    logistic regression with balanced class weights and inverse strength C = reg."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
     if model == "lda":
-        k = len(np.unique(y_train))
-        return LinearDiscriminantAnalysis(solver="lsqr", shrinkage=reg, priors=np.full(k, 1.0 / k))
+        return EqualPriorLDA(*reg)
     return make_pipeline(StandardScaler(), LogisticRegression(C=reg, class_weight="balanced", max_iter=2000))
 
 
@@ -211,26 +239,31 @@ def linear_function(clf) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if hasattr(clf, "steps"):
         scaler, lr = clf.steps[0][1], clf.steps[-1][1]
         w = lr.coef_ / scaler.scale_
-        return w, lr.intercept_ - w @ scaler.mean_, lr.classes_
-    return clf.coef_, clf.intercept_, clf.classes_
+        w, b, classes = w, lr.intercept_ - w @ scaler.mean_, lr.classes_
+    else:
+        w, b, classes = clf.coef_, clf.intercept_, clf.classes_
+    if len(classes) == 2:  # scikit-learn keeps one row for two classes: its score is class 1's over class 0's
+        w, b = np.vstack([np.zeros_like(w), w]), np.concatenate([[0.0], b])
+    return w, b, classes
 
 
 def cross_validate(x: np.ndarray, y: np.ndarray, record: np.ndarray, names: list[str], model: str,
-                   variants: list[str], k: int, log=log) -> dict:
+                   variants: list[str], k: int, pool: str | None = None, log=log) -> dict:
     """--cv K: every (variant, regularisation) scored by the pooled held-out macro-F1 of the K
     patient-grouped DS1 folds (dataset.interpatient_folds, as trainer.py --cv); the best (the
     first of equals: the paper's set, the default regularisation) is chosen. Only DS1 rows may
-    be given: the function refuses any other record, so no DS2 beat can take part."""
+    be given: the function refuses any other record, so no DS2 beat can take part. `pool` (LDA):
+    only that pooling is tried."""
     if not {str(r) for r in np.unique(record)} <= set(DS1):
         raise AssertionError("cross-validation was given beats outside DS1")
     t0, rows = time.perf_counter(), []
     for variant in variants:
         cols = columns(variant)
-        for reg in REGULARISATION[model]:
-            pred = grouped_cv_predict(x[:, cols], y, record, lambda yt, reg=reg: make_classifier(model, reg, yt), k)
+        for reg in [r for r in REGULARISATION[model] if pool is None or r[0] == pool]:
+            pred = grouped_cv_predict(x[:, cols], y, record, lambda yt, reg=reg: make_classifier(model, reg), k)
             m, kc = classification_metrics(y, pred, names), key_class_stats(y, pred, names)
             rows.append({"variant": variant, "regularisation": reg, "macro_f1": m["macro_f1"], "key_classes": kc})
-            log(f"cv: {variant:12s} {model} {'C' if model == 'logreg' else 'shrinkage'}={reg}: pooled held-out "
+            log(f"cv: {variant:12s} {model} {'C' if model == 'logreg' else 'pool, shrinkage'} {reg}: pooled held-out "
                 f"macro-F1 {m['macro_f1']:.4f}" + "".join(f", {c} F1 {kc[c]['F1']:.3f}" for c in kc))
     best = max(rows, key=lambda r: r["macro_f1"])  # max keeps the first of equals
     return {"k": k, "folds": interpatient_folds(k), "selection": "variant and regularisation of the best pooled "
@@ -300,6 +333,10 @@ def build_parser() -> CliParser:
                   "logistic regression) on the nets' splits, with the nets' report.")
     p.add_argument("--model", choices=MODELS, default="lda", help="classifier: 'lda' (the paper's, equal priors) "
                    "or 'logreg' (class-weighted logistic regression) (default: lda)")
+    p.add_argument("--lda-pool", choices=LDA_POOLS, help="LDA's pooled within-class covariance: 'classes' = each "
+                   "class's covariance weighs the same (the class-weighted likelihood: our reading of the paper); "
+                   "'beats' = each beat weighs the same (scikit-learn's LDA); decisions use equal priors either way "
+                   "(default: classes; with --cv: chosen inside DS1)")
     p.add_argument("--features", choices=sorted(VARIANTS), help="feature variant: 'paper' = RR in seconds + QRS "
                    "and T-window amplitudes; 'rr_mean' / 'rr_median' = RR relative to the +-5-min mean / median "
                    "instead of seconds; 'rr_s_mean' / 'rr_s_median' = both (default: paper; with --cv: chosen "
@@ -349,8 +386,11 @@ def check_args(args: argparse.Namespace) -> None:
         args.segment_sec = preset.get("segment_sec", DATA_DEFAULTS["segment_sec"])
     if args.cv is not None and (args.cv < 2 or args.split != "interpatient"):
         raise UsageError("--cv K needs K >= 2 and --split interpatient (it runs inside DS1)")
-    if args.features is None and not args.cv:
-        args.features = "paper"
+    if args.lda_pool is not None and args.model != "lda":
+        raise UsageError("--lda-pool sets how LDA pools its covariance: use it with --model lda")
+    if not args.cv:
+        args.features = args.features or "paper"
+        args.lda_pool = args.lda_pool or ("classes" if args.model == "lda" else None)
     if args.bootstrap < 0:
         raise UsageError(f"--bootstrap must be >= 0, got {args.bootstrap}")
     if not args.segment_sec > 0 or round(args.segment_sec * DATA_DEFAULTS["fs"]) < 8:
@@ -374,15 +414,15 @@ def run(args: argparse.Namespace) -> int:
     cv = None
     if args.cv:
         cv = cross_validate(data.x[tr], data.y[tr], data.record[tr], names, args.model,
-                            [args.features] if args.features else list(VARIANTS), args.cv)
+                            [args.features] if args.features else list(VARIANTS), args.cv, pool=args.lda_pool)
         variant, reg = cv["chosen"]["variant"], cv["chosen"]["regularisation"]
         log(f"cv: chose {variant}, {args.model} regularisation {reg} (pooled held-out macro-F1 "
             f"{cv['chosen']['macro_f1']:.4f})")
     else:
-        variant, reg = args.features, REGULARISATION[args.model][0]
+        variant, reg = args.features, ([args.lda_pool, None] if args.model == "lda" else REGULARISATION["logreg"][0])
     cols = columns(variant)
     t0 = time.perf_counter()
-    clf = make_classifier(args.model, reg, data.y[tr]).fit(data.x[tr][:, cols], data.y[tr])
+    clf = make_classifier(args.model, reg).fit(data.x[tr][:, cols], data.y[tr])
     t_fit = time.perf_counter() - t0
     w, b, classes = linear_function(clf)
     pred = np.asarray(clf.predict(data.x[te][:, cols]), np.int64)  # the test part, once
@@ -402,8 +442,9 @@ def run(args: argparse.Namespace) -> int:
                                                           "qrs_ms": QRS_MS.tolist(), "t_ms": T_MS.tolist()}}
     best_val = ({"source": f"{cv['k']}-fold cross-validation inside DS1", "variant": variant, "regularisation": reg,
                  "macro_f1": cv["chosen"]["macro_f1"]} if cv else
-                {"source": "none: the paper's configuration, fixed in advance" if variant == "paper" and reg is None
-                 else "none: the configuration given", "variant": variant, "regularisation": reg})
+                {"source": "none: the paper's configuration, fixed in advance"
+                 if variant == "paper" and reg == REGULARISATION[args.model][0] else "none: the configuration given",
+                 "variant": variant, "regularisation": reg})
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
