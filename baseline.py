@@ -27,16 +27,16 @@ test part was scored; FEATURES names each column):
   points evenly spaced from +150 to +500 ms (`t_*`), nearest sample. The paper's QRS and T-wave
   durations and P-wave flag need a wave delineator the suite does not have: left out, as are its
   second-lead features.
-- Variants (VARIANTS; for --cv, never the default): the RR features relative to the +-5-min
-  average RR (`rr_mean`) or to the +-5-min median RR (`rr_median`) instead of, or beside, seconds.
+- Variants (VARIANTS: given with --features, or chosen by --cv inside DS1; the default is the
+  paper's): the RR features relative to the +-5-min average RR (`rr_mean`) or to the +-5-min
+  median RR (`rr_median`), instead of or beside the seconds.
 Classifier: the paper's linear discriminant with each class weighted equally (its compensation
 for class imbalance): LDA deciding with equal priors. How the within-class covariance is pooled
 is not settled by our reading of the paper: `--lda-pool classes` (default, the reading fixed
 before any test score) weights each class's covariance equally, i.e. the class-weighted maximum
-likelihood; `--lda-pool beats` weights each beat equally (scikit-learn's LDA with equal priors,
-what the issue's independent run used). `beats` was added after the default's first DS2 score
-(S Se 0.44) was seen; no default changed because of it, and --cv chooses between the two inside
-DS1 only. `logreg`: standardised features, multinomial logistic regression, class_weight
+likelihood; `--lda-pool beats` weights each beat equally (scikit-learn's LDA given equal priors).
+`beats` was added after the default's first DS2 score (S Se 0.44) was seen; no default changed
+because of it, and --cv chooses between the two inside DS1 only. `logreg`: standardised features, multinomial logistic regression, class_weight
 "balanced", C 1 (scikit-learn's default).
 --cv K (inter-patient only): variant x regularisation (REGULARISATION) chosen by the pooled
 held-out macro-F1 of trainer.py --cv K's patient-grouped DS1 folds; DS2 is scored once, after.
@@ -143,8 +143,8 @@ def rr_columns(rpeaks: np.ndarray, fs: int) -> tuple[np.ndarray, str | None]:
     local = _trailing_mean(pre, _last_starts(n, LOCAL_BEATS))  # the nets' local mean
     out = np.stack([pre, post, avg, local, pre / avg, post / avg, local / avg, pre / med, post / med, local / med], 1)
     span = (rpeaks[-1] - rpeaks[0]) / fs
-    short = (f"beats span {span:.0f} s < 10 min: the +-5-min average and median RR use the whole record"
-             if span < 2 * AVG_SEC else None)
+    short = (f"beats span {span:.0f} s < 10 min: no beat has a whole +-5-min window; the average and median RR "
+             "use the intervals the record has" if span < 2 * AVG_SEC else None)
     return out, short
 
 
@@ -406,6 +406,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = PreprocConfig(segment_sec=args.segment_sec, classes=args.classes)
     data, short = load_features(args.root, cfg, records_for(args.split), download=not args.no_download)
     t_features = time.perf_counter() - t_start
+    for rec, why in short.items():
+        log(f"note: record {rec}: {why}")
     splits = baseline_splits(data, args.split, args.seed)
     names = data.class_names
     log(f"features: {len(data)} beats x {len(FEATURES)} columns of {len(data.leads)} records in {t_features:.1f} s; "
