@@ -154,7 +154,7 @@ def morphology(clean: np.ndarray, rpeaks: np.ndarray, fs: int) -> np.ndarray:
     return clean[np.clip(rpeaks[:, None] + off, 0, len(clean) - 1)]
 
 
-def record_features(root, rec: str, cfg: PreprocConfig) -> dict:
+def record_features(root: str | os.PathLike, rec: str, cfg: PreprocConfig) -> dict:
     """One record -> its kept beats' features (k, len(FEATURES)), labels, R peaks, symbols, lead,
     dropped count and its short-record note."""
     sig, samp, sym, lead = read_record(root, rec, cfg)
@@ -166,7 +166,7 @@ def record_features(root, rec: str, cfg: PreprocConfig) -> dict:
                 lead=lead, dropped=int((~kept).sum()), short=short)
 
 
-def load_features(root, cfg: PreprocConfig, records: list[str], download: bool = True,
+def load_features(root: str | os.PathLike, cfg: PreprocConfig, records: list[str], download: bool = True,
                   log=log) -> tuple[BeatData, dict[str, str]]:
     """Features of every beat the nets' BeatData holds for `records` (x = the FEATURES columns);
     and {record: note} for records whose +-5-min average is incomplete."""
@@ -384,8 +384,9 @@ def check_args(args: argparse.Namespace) -> None:
         args.classes = preset.get("classes", DATA_DEFAULTS["classes"])
     if args.segment_sec is None:
         args.segment_sec = preset.get("segment_sec", DATA_DEFAULTS["segment_sec"])
-    if args.cv is not None and (args.cv < 2 or args.split != "interpatient"):
-        raise UsageError("--cv K needs K >= 2 and --split interpatient (it runs inside DS1)")
+    if args.cv is not None and (not 2 <= args.cv <= len(DS1) or args.split != "interpatient"):
+        raise UsageError(f"--cv K needs 2 <= K <= {len(DS1)} (DS1's records) and --split interpatient (it runs "
+                         "inside DS1)")
     if args.lda_pool is not None and args.model != "lda":
         raise UsageError("--lda-pool sets how LDA pools its covariance: use it with --model lda")
     if not args.cv:

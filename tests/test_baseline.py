@@ -227,7 +227,8 @@ def test_ds2_never_takes_part_in_the_cv_choice(fake, tmp_path):
 @pytest.mark.parametrize("argv,match", [
     (["--nope"], "unrecognized arguments: --nope"),
     (["--model", "svm"], "invalid choice: 'svm'"),
-    (["--cv", "4"], "--cv K needs K >= 2 and --split interpatient"),
+    (["--cv", "4"], "--cv K needs 2 <= K <= 22 (DS1's records) and --split interpatient"),
+    (["--cv", "23", "--split", "interpatient"], "--cv K needs 2 <= K <= 22"),
     (["--model", "logreg", "--lda-pool", "beats"], "--lda-pool sets how LDA pools"),
     (["--bootstrap", "-1"], "--bootstrap must be >= 0"),
 ])
