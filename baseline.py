@@ -16,7 +16,7 @@ test part was scored; FEATURES names each column):
 - Beats and rows: exactly the nets' (utils.read_record: MIT-BIH beat annotations of the lead
   the nets read; the beats whose --segment-sec window leaves the record are dropped, as the
   nets drop them), so per-record counts and the test parts match the nets' reports.
-- RR (`rr_s`, seconds): pre-RR and post-RR (the nets' definitions, features._intervals), the
+- RR (`rr_s`, seconds): pre-RR and post-RR (the nets' definitions, features.rr_intervals), the
   average RR = mean of the RR intervals ending within +-5 min of the beat (the paper's; it
   looks 5 min ahead: NOT causal; near a record's ends the window holds what exists), the local
   RR = mean of the last 10 RR intervals, this beat's pre-RR included (the paper says "10
@@ -44,24 +44,22 @@ held-out macro-F1 of trainer.py --cv K's patient-grouped DS1 folds; DS2 is score
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import sys
 import time
 import tracemalloc
-from pathlib import Path
 
 import numpy as np
 from scipy import ndimage, signal as sps
 
 from beats import CLASS_NAMES, LABEL_SCHEMES
-from bench.common import grouped_cv_predict
-from cli import CliParser, OutputError, UsageError, log, run_cli
-from config import DATA_DEFAULTS, SPLIT_PRESETS, TRAIN_DEFAULTS
-from dataset import DS1, PARTS, SPLIT_MODES, Splits, interpatient_folds, make_splits, records_for
-from features import _intervals, _last_starts, _trailing_mean
-from metrics import bootstrap_ci, classification_metrics, ec57_stats, key_class_stats
-from report import build_report, run_stamp, write_report
+from cli import CliParser, UsageError, log, run_cli
+from config import DATA_DEFAULTS, SPLIT_MODES, TRAIN_DEFAULTS
+from dataset import DS1, PARTS, Splits, interpatient_folds, make_splits, records_for
+from features import last_starts, rr_intervals, trailing_mean
+from metrics import classification_metrics, key_class_stats, test_metrics
+from options import check_writable, preset
+from report import build_report, result_lines, run_stamp, write_report
 from utils import BeatData, PreprocConfig, atomic_write, ensure_records, read_record, windows_inside
 
 PROG = "baseline.py"
@@ -132,7 +130,7 @@ def rr_columns(rpeaks: np.ndarray, fs: int) -> tuple[np.ndarray, str | None]:
     n = len(rpeaks)
     if n < 2:  # no interval: neutral values (1 s, ratios 1)
         return np.ones((n, 10)), "fewer than two beats: no RR interval, RR features set to 1 s and ratios to 1"
-    pre, post = _intervals(rpeaks, fs, 0.02)             # the nets' intervals (clamped to >= 20 ms)
+    pre, post = rr_intervals(rpeaks, fs, 0.02)             # the nets' intervals (clamped to >= 20 ms)
     rr, t = pre[1:], rpeaks.astype(np.float64) / fs      # interval j ends at beat j + 1
     lo = np.searchsorted(t[1:], t - AVG_SEC, side="left")
     hi = np.searchsorted(t[1:], t + AVG_SEC, side="right")
@@ -140,7 +138,7 @@ def rr_columns(rpeaks: np.ndarray, fs: int) -> tuple[np.ndarray, str | None]:
     whole = float(rr.mean())
     avg = np.where(hi > lo, (c[hi] - c[lo]) / np.maximum(hi - lo, 1), whole)  # > 5 min without a beat: all
     med = np.array([np.median(rr[a:b]) if b > a else whole for a, b in zip(lo, hi)])
-    local = _trailing_mean(pre, _last_starts(n, LOCAL_BEATS))  # the nets' local mean
+    local = trailing_mean(pre, last_starts(n, LOCAL_BEATS))  # the nets' local mean
     out = np.stack([pre, post, avg, local, pre / avg, post / avg, local / avg, pre / med, post / med, local / med], 1)
     span = (rpeaks[-1] - rpeaks[0]) / fs
     short = (f"beats span {span:.0f} s < 10 min: no beat has a whole +-5-min window; the average and median RR "
@@ -247,6 +245,17 @@ def linear_function(clf) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return w, b, classes
 
 
+def grouped_cv_predict(x: np.ndarray, y: np.ndarray, record: np.ndarray, make, k: int) -> np.ndarray:
+    """Pooled held-out class of every DS1 beat over trainer.py --cv k's patient-grouped folds
+    (dataset.interpatient_folds): each fold's beats are predicted by `make(y_train)` (an unfitted
+    sklearn classifier) fitted on the other folds. x (N, F), y and record (N,) ints -> (N,)."""
+    pred = np.full(len(y), -1)
+    for held in interpatient_folds(k):
+        va = np.isin(record, [int(r) for r in held])
+        pred[va] = make(y[~va]).fit(x[~va], y[~va]).predict(x[va])
+    return pred
+
+
 def cross_validate(x: np.ndarray, y: np.ndarray, record: np.ndarray, names: list[str], model: str,
                    variants: list[str], k: int, pool: str | None = None, log=log) -> dict:
     """--cv K: every (variant, regularisation) scored by the pooled held-out macro-F1 of the K
@@ -269,26 +278,6 @@ def cross_validate(x: np.ndarray, y: np.ndarray, record: np.ndarray, names: list
     return {"k": k, "folds": interpatient_folds(k), "selection": "variant and regularisation of the best pooled "
             "held-out macro-F1 over DS1 (K patient-grouped folds)", "chosen": best, "scores": rows,
             "seconds": time.perf_counter() - t0}
-
-
-def test_section(y: np.ndarray, pred: np.ndarray, record: np.ndarray, names: list[str], *, grouped: bool,
-                 bootstrap: int, seed: int) -> dict:
-    """The report's `test` section from predictions, built as engine.evaluate_part builds the nets'
-    (tests/test_baseline.py checks the two agree)."""
-    out = classification_metrics(y, pred, names)
-    out["ec57"] = ec57_stats(y, pred, names, record=record)
-    if bootstrap:
-        out["ci"] = bootstrap_ci(y, pred, names, groups=record if grouped else None, n_boot=bootstrap, seed=seed)
-    out["key_classes"] = key_class_stats(y, pred, names)
-    out["per_record"] = {str(r): {"beats": int((record == r).sum()),
-                                  "accuracy": float((pred[record == r] == y[record == r]).mean()),
-                                  "key_classes": key_class_stats(y[record == r], pred[record == r], names)}
-                         for r in np.unique(record)}
-    if np.any(record == 232) and np.any(record != 232):  # 232 holds ~75 % of DS2's S beats
-        out["key_classes_without_232"] = key_class_stats(y[record != 232], pred[record != 232], names)
-    out["predictions_sha256"] = hashlib.sha256(pred.astype(np.int8).tobytes()).hexdigest()
-    out["n_beats"] = int(len(y))
-    return out
 
 
 def cost(clf, w: np.ndarray, b: np.ndarray, x: np.ndarray) -> dict:
@@ -344,10 +333,10 @@ def build_parser() -> CliParser:
     p.add_argument("--split", choices=SPLIT_MODES, default=T["split"], help=f"split protocol, the nets' "
                    f"(default: {T['split']})")
     p.add_argument("--classes", choices=sorted(CLASS_NAMES), help=f"label scheme (default: {D['classes']}; "
-                   f"interpatient: {SPLIT_PRESETS['interpatient']['classes']})")
+                   f"interpatient: {preset('interpatient')['classes']})")
     p.add_argument("--segment-sec", type=float, help="beats whose window of this many seconds leaves the record are "
                    f"dropped, as the nets drop them (default: {D['segment_sec']}; interpatient: "
-                   f"{SPLIT_PRESETS['interpatient']['segment_sec']}, the nets' presets)")
+                   f"{preset('interpatient')['segment_sec']}, the nets' presets)")
     p.add_argument("--root", default=D["root"], help=f"folder with the MIT-BIH records; downloaded when missing "
                    f"(default: {D['root']})")
     p.add_argument("--no-download", action="store_true", help="never download missing records, fail instead "
@@ -363,27 +352,13 @@ def build_parser() -> CliParser:
     return p
 
 
-def check_out_dir(out_dir: str) -> Path:
-    """Refuse an --out-dir that cannot be written, without creating it (a failed run leaves no folder)."""
-    p = Path(out_dir)
-    probe = p
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    why = ("not a folder" if probe.exists() and not probe.is_dir()
-           else "permission denied" if not os.access(probe, os.W_OK | os.X_OK) else None)
-    if why:
-        raise UsageError(f"cannot write to --out-dir {p} ({probe} is {why})" if probe != p
-                         else f"cannot write to --out-dir {p} ({why})")
-    return p
-
-
 def check_args(args: argparse.Namespace) -> None:
     """Split presets, then impossible values as one line."""
-    preset = SPLIT_PRESETS.get(args.split, {})
+    applied = preset(args.split)
     if args.classes is None:
-        args.classes = preset.get("classes", DATA_DEFAULTS["classes"])
+        args.classes = applied.get("classes", DATA_DEFAULTS["classes"])
     if args.segment_sec is None:
-        args.segment_sec = preset.get("segment_sec", DATA_DEFAULTS["segment_sec"])
+        args.segment_sec = applied.get("segment_sec", DATA_DEFAULTS["segment_sec"])
     if args.cv is not None and (not 2 <= args.cv <= len(DS1) or args.split != "interpatient"):
         raise UsageError(f"--cv K needs 2 <= K <= {len(DS1)} (DS1's records) and --split interpatient (it runs "
                          "inside DS1)")
@@ -403,7 +378,7 @@ def run(args: argparse.Namespace) -> int:
     the test part once -> report."""
     t_start = time.perf_counter()
     check_args(args)
-    out_dir = check_out_dir(args.out_dir)
+    out_dir = check_writable(args.out_dir)
     cfg = PreprocConfig(segment_sec=args.segment_sec, classes=args.classes)
     data, short = load_features(args.root, cfg, records_for(args.split), download=not args.no_download)
     t_features = time.perf_counter() - t_start
@@ -429,7 +404,7 @@ def run(args: argparse.Namespace) -> int:
     t_fit = time.perf_counter() - t0
     w, b, classes = linear_function(clf)
     pred = np.asarray(clf.predict(data.x[te][:, cols]), np.int64)  # the test part, once
-    test = test_section(data.y[te], pred, data.record[te], names, grouped=splits.mode != "stratified",
+    test = test_metrics(data.y[te], pred, data.record[te], names, grouped=splits.mode != "stratified",
                         bootstrap=args.bootstrap, seed=args.seed)
     mm = cost(clf, w, b, data.x[te][:, cols])
 
@@ -448,10 +423,7 @@ def run(args: argparse.Namespace) -> int:
                 {"source": "none: the paper's configuration, fixed in advance"
                  if variant == "paper" and reg == REGULARISATION[args.model][0] else "none: the configuration given",
                  "variant": variant, "regularisation": reg})
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise OutputError(f"cannot create --out-dir {out_dir} ({e.strerror or e})") from None
+    out_dir.mkdir(parents=True, exist_ok=True)
     stamp = run_stamp(out_dir)
     model_path = out_dir / f"baseline_{args.model}_{stamp}.npz"
     report_path = out_dir / f"eval_report_{args.model}_{stamp}.json"
@@ -470,21 +442,21 @@ def run(args: argparse.Namespace) -> int:
     if cv:
         report["cv"] = cv
     write_report(report, report_path)
-    log_result(test, names)
+    log_result(test, names, splits)
     log(f"wrote {report_path}")
     return 0
 
 
-def log_result(test: dict, names: list[str], log=log) -> None:
-    """The figures the literature compares: S and V, record 232's S beats, S without 232."""
-    kc = test["key_classes"]
-    log(f"test: accuracy {test['accuracy']:.4f}  macro-F1 {test['macro_f1']:.4f}  ({test['n_beats']} beats)  "
-        + "  ".join(f"{k} Se {v['Se'] or 0:.3f} +P {v['+P'] or 0:.3f} F1 {v['F1']:.3f}" for k, v in kc.items()))
-    r232 = test["per_record"].get("232", {}).get("key_classes", {}).get("S")
-    if r232 and "key_classes_without_232" in test:
-        s = test["key_classes_without_232"].get("S", {})
+def log_result(test: dict, names: list[str], splits: Splits, log=log) -> None:
+    """The nets' end-of-run table (report.result_lines), then where the S beats found are: record
+    232's share."""
+    what = {"interpatient": "DS2"}.get(splits.mode, f"{splits.mode} test part")
+    for line in result_lines(test, names, what, by_record=splits.mode != "stratified"):
+        log(line)
+    kc, r232 = test["key_classes"], test["per_record"].get("232", {}).get("key_classes", {}).get("S")
+    if r232 and splits.mode != "stratified":
         log(f"record 232: {r232['TP']} of its {r232['n']} S beats found ({r232['TP'] / max(1, kc['S']['TP']):.0%} "
-            f"of all S found); without 232: S Se {s.get('Se') or 0:.3f} +P {s.get('+P') or 0:.3f} F1 {s.get('F1', 0):.3f}")
+            "of all S beats found)")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,7 +8,6 @@ and reused alone.
 from __future__ import annotations
 
 import copy
-import hashlib
 import math
 import time
 from dataclasses import dataclass, replace
@@ -22,13 +21,8 @@ import torch.nn.functional as F
 from config import CLASS_WEIGHTINGS
 from dataset import BeatTensors
 from distributed import World
-from metrics import bootstrap_ci, classification_metrics, ec57_stats, key_class_stats
+from metrics import classification_metrics, test_metrics
 from models import Ensemble
-
-# Record 232 (DS2) holds about 75 % of DS2's S beats, so the literature's S figures are mostly
-# one patient's: reports give the key-class figures without it as well.
-RECORDS_REPORTED_WITHOUT = ("232",)
-
 
 def class_weights(y: np.ndarray, n_classes: int, mode: str = "inverse") -> torch.Tensor:
     """Weights (N / (C * n_c)) ** p, p = 1 for 'inverse', 0.5 for 'sqrt'; absent classes weight 0.
@@ -496,25 +490,6 @@ def fit_members(opts: FitOptions, members: int, build: Callable[[], nn.Module], 
 def evaluate_part(model: nn.Module, part: BeatTensors, y: np.ndarray, record: np.ndarray,
                   class_names: list[str], *, grouped: bool, bootstrap: int, seed: int,
                   batch_size: int) -> dict:
-    """Test metrics, EC57 statistics, bootstrap CIs and per-record counts of one evaluated part.
-
-    `grouped`: resample whole records in the bootstrap (beats of one record are not
-    independent); False where the split mixes records' beats (stratified)."""
+    """The model's predictions of one part, scored by metrics.test_metrics (the report's `test`)."""
     pred, _, _ = predict(model, part, batch_size, model.rr_dim > 0)
-    out = classification_metrics(y, pred, class_names)
-    out["ec57"] = ec57_stats(y, pred, class_names, record=record)
-    if bootstrap:
-        out["ci"] = bootstrap_ci(y, pred, class_names, groups=record if grouped else None,
-                                 n_boot=bootstrap, seed=seed)
-    out["key_classes"] = key_class_stats(y, pred, class_names)
-    out["per_record"] = {str(r): {"beats": int((record == r).sum()),
-                                  "accuracy": float((pred[record == r] == y[record == r]).mean()),
-                                  "key_classes": key_class_stats(y[record == r], pred[record == r], class_names)}
-                         for r in np.unique(record)}
-    for r in RECORDS_REPORTED_WITHOUT:  # one record that dominates a class: figures without it too
-        if np.any(record == int(r)) and np.any(record != int(r)):
-            out[f"key_classes_without_{r}"] = key_class_stats(y[record != int(r)], pred[record != int(r)],
-                                                              class_names)
-    out["predictions_sha256"] = hashlib.sha256(pred.astype(np.int8).tobytes()).hexdigest()
-    out["n_beats"] = int(len(y))
-    return out
+    return test_metrics(y, pred, record, class_names, grouped=grouped, bootstrap=bootstrap, seed=seed)

@@ -43,7 +43,7 @@ from distributed import World  # noqa: E402
 from engine import evaluate_part  # noqa: E402
 from options import RunConfig, check_args, check_writable, from_saved, parse_args  # noqa: E402
 from profiling import profile_model  # noqa: E402
-from report import build_report, run_stamp, write_report  # noqa: E402
+from report import build_report, result_lines, run_stamp, write_report  # noqa: E402
 
 
 def check_model_set(cfg: RunConfig) -> None:
@@ -91,46 +91,6 @@ def test_and_report(model, data, splits: Splits, ckpt: Checkpoint, ckpt_path, re
     report_path.parent.mkdir(parents=True, exist_ok=True)
     write_report({**report, **(extra or {})}, report_path)
     return test
-
-
-def collapse_warning(test: dict, class_names: list[str]) -> str | None:
-    """A warning when the predictions collapsed onto one class: a model that has not learnt yet
-    (too few epochs or beats) scores a macro-F1 near 0 and says nothing else."""
-    cm = np.asarray(test["confusion_matrix"]["matrix"])  # rows: reference, columns: predicted
-    support, called = cm.sum(1), cm.sum(0)
-    top = int(called.argmax())
-    share, ref_share = called[top] / max(1, cm.sum()), support[top] / max(1, cm.sum())
-    others_found = [k for k in range(len(class_names)) if k != top and support[k] and cm[k, k]]
-    if (support > 0).sum() < 2 or others_found and not (share >= 0.99 and ref_share < 0.95):
-        return None
-    return (f"WARNING: the predictions collapsed onto one class: {share:.1%} of the test beats were called "
-            f"{class_names[top]} ({ref_share:.1%} of the reference), and no beat of "
-            + ("another class" if not others_found else "most other classes") + " was recognised. The model "
-            "has not learnt to tell the classes apart: train longer (--epochs) or on more beats (--class-limit).")
-
-
-def result_lines(test: dict, class_names: list[str], what: str, by_record: bool = True) -> list[str]:
-    """The end of every run: accuracy and macro-F1 (with CI), a per-class table (Se, +P, F1, beats),
-    EC57's S and V figures (without record 232 too, when a record-wise test part holds it) and the
-    collapse warning."""
-    ci = test.get("ci", {}).get("macro_f1", {})
-    ci_txt = f" [{ci['low']:.4f}, {ci['high']:.4f}]" if ci.get("low") is not None else ""
-    lines = [f"test ({what}, {test['n_beats']} beats): accuracy {test['accuracy']:.4f}  macro-F1 "
-             f"{test['macro_f1']:.4f}{ci_txt}",
-             f"  {'class':<6} {'Se':>6} {'+P':>6} {'F1':>6} {'beats':>7}"]
-    for n in class_names:
-        c = test["per_class"][n]
-        lines.append(f"  {n:<6} {c['recall']:6.3f} {c['precision']:6.3f} {c['f1']:6.3f} {c['support']:7d}")
-
-    def key(stats: dict) -> str:
-        f = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
-        return "  ".join(f"{k} Se {f(s['Se'])} +P {f(s['+P'])} F1 {f(s['F1'])}" for k, s in stats.items())
-    if test.get("key_classes"):
-        lines.append(f"  EC57 gross: {key(test['key_classes'])}")
-    if by_record and test.get("key_classes_without_232"):
-        lines.append(f"  without record 232: {key(test['key_classes_without_232'])}")
-    warning = collapse_warning(test, class_names)
-    return lines + ([warning] if warning else [])
 
 
 def log_result(test: dict, class_names: list[str], splits: Splits, log=log) -> None:

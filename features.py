@@ -23,7 +23,7 @@ from beats import _PATIENT, RR_FEATURES as _RR_SETS
 RR_FEATURES = list(_PATIENT)  # rr_context's columns (names and meanings in beats.py)
 
 
-def _intervals(rpeaks: np.ndarray, fs: int, min_sec: float) -> tuple[np.ndarray, np.ndarray]:
+def rr_intervals(rpeaks: np.ndarray, fs: int, min_sec: float) -> tuple[np.ndarray, np.ndarray]:
     """Pre- and post-RR of every beat in seconds, each (n,) float64, clamped to >= min interval.
 
     First beat: pre := its post. Last beat: post := its pre. (n >= 2)."""
@@ -34,14 +34,14 @@ def _intervals(rpeaks: np.ndarray, fs: int, min_sec: float) -> tuple[np.ndarray,
     return pre, post
 
 
-def _trailing_mean(v: np.ndarray, lo: np.ndarray) -> np.ndarray:
+def trailing_mean(v: np.ndarray, lo: np.ndarray) -> np.ndarray:
     """mean(v[lo[i] .. i]) for every i (inclusive), via a cumulative sum. (n,)"""
     c = np.concatenate([[0.0], np.cumsum(v)])
     i = np.arange(len(v))
     return (c[i + 1] - c[lo]) / (i + 1 - lo)
 
 
-def _last_starts(n: int, k: int) -> np.ndarray:
+def last_starts(n: int, k: int) -> np.ndarray:
     """First beat of each of n beats' window of its last `k` intervals (its own included). (n,)"""
     return np.maximum(0, np.arange(n) + 1 - k)
 
@@ -51,7 +51,7 @@ def _window_starts(rpeaks: np.ndarray, fs: int, long_sec: float, local: int) -> 
     its local window (the last `local` intervals): ((n,), (n,)) indices, both <= the beat's own."""
     i = np.arange(len(rpeaks))
     t = rpeaks.astype(np.float64)
-    return np.minimum(np.searchsorted(t, t - long_sec * fs, side="left"), i), _last_starts(len(i), local)
+    return np.minimum(np.searchsorted(t, t - long_sec * fs, side="left"), i), last_starts(len(i), local)
 
 
 def rr_context(rpeaks: np.ndarray, fs: int, long_sec: float = 300.0, local: int = 10,
@@ -72,14 +72,14 @@ def rr_context(rpeaks: np.ndarray, fs: int, long_sec: float = 300.0, local: int 
         out = np.ones((n, k), np.float32)
         out[:, 6:] = 0.0
         return out
-    pre, post = _intervals(rpeaks, fs, min_sec)        # (n,), (n,) seconds
+    pre, post = rr_intervals(rpeaks, fs, min_sec)        # (n,), (n,) seconds
     i = np.arange(n)
     lo_long, lo_local = _window_starts(rpeaks, fs, long_sec, local)
-    long_mean = _trailing_mean(pre, lo_long)           # (n,)
-    local_mean = _trailing_mean(pre, lo_local)
+    long_mean = trailing_mean(pre, lo_long)           # (n,)
+    local_mean = trailing_mean(pre, lo_local)
     lo_irr = np.maximum(0, i + 1 - irr)
-    irr_mean = _trailing_mean(pre, lo_irr)
-    sq_mean = _trailing_mean(pre * pre, lo_irr)
+    irr_mean = trailing_mean(pre, lo_irr)
+    sq_mean = trailing_mean(pre * pre, lo_irr)
     irr_std = np.sqrt(np.maximum(sq_mean - irr_mean ** 2, 0.0))
     # median |dRR| over the dRRs inside the same trailing window: d[j] = |pre[j] - pre[j-1]|, j >= 1
     d = np.abs(np.diff(pre))                           # (n-1,), d[j-1] belongs to beat j
@@ -122,7 +122,7 @@ def rr_robust(rpeaks: np.ndarray, fs: int, long_sec: float = 300.0, local: int =
     base = rr_context(rpeaks, fs, long_sec=long_sec, local=local, min_sec=min_sec)  # (n, 8)
     if n < 2:
         return np.concatenate([base, np.ones((n, 5), np.float32)], 1)
-    pre, post = _intervals(rpeaks, fs, min_sec)
+    pre, post = rr_intervals(rpeaks, fs, min_sec)
     lo_long, lo_local = _window_starts(rpeaks, fs, long_sec, local)
     long_med, local_med = _trailing_median(pre, lo_long), _trailing_median(pre, lo_local)
     med = np.stack([pre / long_med, post / long_med, pre / local_med, post / local_med,
@@ -145,7 +145,7 @@ def rr_sequence(rpeaks: np.ndarray, fs: int, long_sec: float = 300.0, local: int
     base = rr_robust(rpeaks, fs, long_sec=long_sec, local=local, min_sec=min_sec)  # (n, 13)
     if n < 2:
         return np.concatenate([base, np.ones((n, 3), np.float32)], 1)
-    pre, _ = _intervals(rpeaks, fs, min_sec)           # (n,) seconds, > 0
+    pre, _ = rr_intervals(rpeaks, fs, min_sec)           # (n,) seconds, > 0
     ratio = pre / _previous(pre)                       # pre_i / pre_(i-1)
     pre_local = base[:, list(_PATIENT).index("pre_local")]
     extra = np.stack([ratio, _previous(pre_local), _previous(ratio)], 1)
@@ -225,7 +225,7 @@ def rr_features(rpeaks: np.ndarray, fs: int, local: int = 10) -> np.ndarray:
     rr = np.diff(rpeaks).astype(np.float64) / fs      # (n-1,)
     pre = np.concatenate([rr[:1], rr])                 # first beat: its post interval
     post = np.concatenate([rr, rr[-1:]])
-    loc = _trailing_mean(pre, np.maximum(0, np.arange(n) + 1 - local))  # mean of pre[lo..i]
+    loc = trailing_mean(pre, np.maximum(0, np.arange(n) + 1 - local))  # mean of pre[lo..i]
     return np.stack([pre, post, pre / loc, post / loc], 1).astype(np.float32)
 
 

@@ -42,6 +42,7 @@ statistics and the result says so ("convention": "one-vs-rest").
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any, Sequence
 
 import numpy as np
@@ -362,4 +363,35 @@ def key_class_stats(y_true, y_pred, class_names: Sequence[str]) -> dict[str, Any
         g = gross[name]
         out[key] = {"class": name, "n": int((yt == k).sum()), "TP": g["TP"], "FN": g["FN"], "FP": g["FP"],
                     "Se": g["Se"], "+P": g["+P"], "F1": float(f1[k])}
+    return out
+
+
+# Record 232 (DS2) holds about 75 % of DS2's S beats, so the literature's S figures are mostly
+# one patient's: reports give the key-class figures without it as well.
+RECORDS_REPORTED_WITHOUT = ("232",)
+
+
+def test_metrics(y: np.ndarray, pred: np.ndarray, record: np.ndarray, class_names: Sequence[str], *,
+                 grouped: bool, bootstrap: int, seed: int) -> dict[str, Any]:
+    """A report's `test` section from one part's labels and predictions (the nets' through
+    engine.evaluate_part, baseline.py's directly): classification metrics, EC57 statistics,
+    bootstrap CIs, S/V figures overall, per record and without record 232, a digest of the
+    predictions. `grouped`: resample whole records in the bootstrap (beats of one record are not
+    independent); False where the split mixes records' beats (stratified)."""
+    out = classification_metrics(y, pred, class_names)
+    out["ec57"] = ec57_stats(y, pred, class_names, record=record)
+    if bootstrap:
+        out["ci"] = bootstrap_ci(y, pred, class_names, groups=record if grouped else None,
+                                 n_boot=bootstrap, seed=seed)
+    out["key_classes"] = key_class_stats(y, pred, class_names)
+    out["per_record"] = {str(r): {"beats": int((record == r).sum()),
+                                  "accuracy": float((pred[record == r] == y[record == r]).mean()),
+                                  "key_classes": key_class_stats(y[record == r], pred[record == r], class_names)}
+                         for r in np.unique(record)}
+    for r in RECORDS_REPORTED_WITHOUT:  # one record that dominates a class: figures without it too
+        if np.any(record == int(r)) and np.any(record != int(r)):
+            out[f"key_classes_without_{r}"] = key_class_stats(y[record != int(r)], pred[record != int(r)],
+                                                              class_names)
+    out["predictions_sha256"] = hashlib.sha256(np.asarray(pred).astype(np.int8).tobytes()).hexdigest()
+    out["n_beats"] = int(len(y))
     return out

@@ -159,3 +159,47 @@ def write_report(report: dict, path: str | os.PathLike) -> None:
     """Check the report against the schema, then write it atomically."""
     validate_report(report)
     write_json(report, path)
+
+
+# ----------------------------------------------------------------------------------------------
+# What a run prints at its end
+# ----------------------------------------------------------------------------------------------
+
+def collapse_warning(test: dict, class_names: list[str]) -> str | None:
+    """A warning when the predictions collapsed onto one class: a model that has not learnt yet
+    (too few epochs or beats) scores a macro-F1 near 0 and says nothing else."""
+    cm = np.asarray(test["confusion_matrix"]["matrix"])  # rows: reference, columns: predicted
+    support, called = cm.sum(1), cm.sum(0)
+    top = int(called.argmax())
+    share, ref_share = called[top] / max(1, cm.sum()), support[top] / max(1, cm.sum())
+    others_found = [k for k in range(len(class_names)) if k != top and support[k] and cm[k, k]]
+    if (support > 0).sum() < 2 or others_found and not (share >= 0.99 and ref_share < 0.95):
+        return None
+    return (f"WARNING: the predictions collapsed onto one class: {share:.1%} of the test beats were called "
+            f"{class_names[top]} ({ref_share:.1%} of the reference), and no beat of "
+            + ("another class" if not others_found else "most other classes") + " was recognised. The model "
+            "has not learnt to tell the classes apart: train longer (--epochs) or on more beats (--class-limit).")
+
+
+def result_lines(test: dict, class_names: list[str], what: str, by_record: bool = True) -> list[str]:
+    """The end of every run: accuracy and macro-F1 (with CI), a per-class table (Se, +P, F1, beats),
+    EC57's S and V figures (without record 232 too, when a record-wise test part holds it) and the
+    collapse warning."""
+    ci = test.get("ci", {}).get("macro_f1", {})
+    ci_txt = f" [{ci['low']:.4f}, {ci['high']:.4f}]" if ci.get("low") is not None else ""
+    lines = [f"test ({what}, {test['n_beats']} beats): accuracy {test['accuracy']:.4f}  macro-F1 "
+             f"{test['macro_f1']:.4f}{ci_txt}",
+             f"  {'class':<6} {'Se':>6} {'+P':>6} {'F1':>6} {'beats':>7}"]
+    for n in class_names:
+        c = test["per_class"][n]
+        lines.append(f"  {n:<6} {c['recall']:6.3f} {c['precision']:6.3f} {c['f1']:6.3f} {c['support']:7d}")
+
+    def key(stats: dict) -> str:
+        f = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+        return "  ".join(f"{k} Se {f(s['Se'])} +P {f(s['+P'])} F1 {f(s['F1'])}" for k, s in stats.items())
+    if test.get("key_classes"):
+        lines.append(f"  EC57 gross: {key(test['key_classes'])}")
+    if by_record and test.get("key_classes_without_232"):
+        lines.append(f"  without record 232: {key(test['key_classes_without_232'])}")
+    warning = collapse_warning(test, class_names)
+    return lines + ([warning] if warning else [])

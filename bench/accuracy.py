@@ -7,8 +7,8 @@
 
 Each protocol is an experiment file (PROTOCOLS: experiments/*.toml, with its number of epochs;
 --epochs overrides it). Steps: bench/pipeline.py and bench/models.py (speed tables), then
-run_all_models.sh once per protocol and seed into data/records/accuracy/<protocol>/ (each ends
-with summarize.py's leaderboard), then docs/RESULTS.md: docs/results_summary.md (the headline),
+run_all_models.sh once per protocol and seed into data/records/accuracy/<protocol>/, baseline.py
+(lda and logreg) beside them, and summarize.py's leaderboards of all of it, then docs/RESULTS.md: docs/results_summary.md (the headline),
 those tables, then docs/results_notes.md (the other measurements). Model selection uses
 validation records (or folds inside DS1) only; the test part is evaluated once per run.
 """
@@ -18,6 +18,7 @@ import os
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 
 from common import ROOT, parser, run_script  # noqa: E402  (puts the repository on sys.path)
@@ -30,6 +31,9 @@ PROTOCOLS = {
     "random": "experiments/random.toml",
     "interpatient": "experiments/interpatient_cv.toml",
 }
+# baseline.py's classifiers, run in each protocol's folder in their published configuration (no --cv):
+# de Chazal 2004's linear discriminant and a class-weighted logistic regression on the same features
+BASELINES = ("lda", "logreg")
 
 # Published inter-patient (DS1 -> DS2) results, as the papers report them (F1 computed here from
 # their Se and +P where the paper gives no F1). For comparison only: other inputs, other code.
@@ -136,6 +140,11 @@ def main() -> int:
             for seed in args.seeds:
                 run(["bash", "run_all_models.sh", *flags, "--seed", str(seed)], log=out / f"sweep_{name}_{seed}.log",
                     env=env)
+                for model in BASELINES:  # the field's classic baseline, a row of the same leaderboards
+                    split = tomllib.loads((ROOT / PROTOCOLS[name]).read_text())["split"]
+                    run([py, "baseline.py", "--split", split, "--model", model, "--root", args.root,
+                         "--seed", str(seed), "--out-dir", str(out / name)], log=out / f"baseline_{name}_{model}_{seed}.log")
+            run([py, "summarize.py", str(out / name), "--out", str(out / name)])
             (out / name / "sweep_seconds.txt").write_text(f"{time.time() - t0:.0f}\n")
             (out / name / "command.txt").write_text(commands[name] + "\n")
         elif (out / name / "command.txt").exists():

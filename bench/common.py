@@ -11,8 +11,6 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -65,15 +63,3 @@ def records_missing(root: str, prog: str, records: Sequence[str] = ("100",)) -> 
             else f"records {' '.join(missing)} missing")
     print(f"{prog}: error: {what} in {root} (set MITBIH_DIR)", file=sys.stderr)
     return True
-
-
-def grouped_cv_predict(x: np.ndarray, y: np.ndarray, record: np.ndarray, make: Callable, k: int) -> np.ndarray:
-    """Pooled held-out class of every DS1 beat over trainer.py --cv k's patient-grouped folds
-    (dataset.interpatient_folds): each fold's beats are predicted by `make(y_train)` (an unfitted
-    sklearn classifier) fitted on the other folds. x (N, F), y and record (N,) ints -> (N,)."""
-    from dataset import interpatient_folds
-    pred = np.full(len(y), -1)
-    for held in interpatient_folds(k):
-        va = np.isin(record, [int(r) for r in held])
-        pred[va] = make(y[~va]).fit(x[~va], y[~va]).predict(x[va])
-    return pred
