@@ -16,9 +16,14 @@ plus the test record's first 5 minutes; choices from calibration minutes only (t
     python bench/calib_research.py table                       # S/V per DS1 record, cal vs test minutes
     python bench/calib_research.py pretrain --seeds 1337 1 2   # fold models -> /work/research40/ckpt
     python bench/calib_research.py b --name NAME [recipe flags] # one B recipe, all seeds -> runs/NAME.json
-    python bench/calib_research.py b-table NAME...             # the B table of finished runs
+    python bench/calib_research.py b-table NAME... --uncal [--per-seed]  # the B table of finished runs
+    python bench/calib_research.py b-records NAME              # per DS1 record: S/V found, false calls
+    python bench/calib_research.py time [recipe flags]         # calibration seconds per patient, one thread
     python bench/calib_research.py a-choose --name NAME [flags] # A: minutes 0-4 -> minute 4-5
     python bench/calib_research.py a-final [flags]             # A: final evaluation, minutes 5-30
+    python bench/calib_research.py a-table                     # A: the final run's table
+
+The exact commands of the study: docs/calib_research/RESULTS.md (rules: RULES.md there).
 """
 from __future__ import annotations
 
