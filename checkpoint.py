@@ -59,6 +59,7 @@ class Checkpoint:
     # a few training beats of every class ({"x": (n, C, T) float16, "rr": (n, F) or None, "y", "records"}):
     # export.py --int8 calibrates on them, so a checkpoint exports without the data (absent before)
     calibration: dict | None = None
+    calibrated: dict | None = None  # calibrate.py: the record, minutes, beats and recipe it was calibrated on
 
     @property
     def preproc(self) -> PreprocConfig:

@@ -45,18 +45,21 @@ TRAIN_DEFAULTS = {
     "patient_balance": 0.0,  # > 0: within a class, a beat weighs n_(record, class) ** -p (engine.patient_balance_weights)
     "template_swap": 0.0,   # > 0: share of training beats moved onto another beat's template (engine.swap_templates)
     "bootstrap": 1000,      # bootstrap resamples for confidence intervals
+    "minutes": 5.0,         # --split patient-specific: each record's first minutes train its model (EC57's learning period)
     "seed": 1337,
     "device": "cuda",
     "split": "stratified",
     "out_dir": "data/records",
 }
-SPLIT_MODES = ("stratified", "random", "interpatient")   # dataset.SPLITTERS implements them
+# dataset.SPLITTERS implements the first three; patient-specific trains a model per test record (patient.py)
+SPLIT_MODES = ("stratified", "random", "interpatient", "patient-specific")
 CLASS_WEIGHTINGS = {"inverse": 1.0, "sqrt": 0.5}          # --class-weights mode -> power of N / (C * n_c)
 
 # --- split presets: experiment files that --split applies (a --config file or a flag wins) ----
 # The inter-patient preset holds the inputs and settings chosen by cross-validation inside DS1;
 # docs/lab/README.md says how, and which commit reproduces every round of that choice.
-SPLIT_PRESETS = {"interpatient": "experiments/interpatient.toml"}
+SPLIT_PRESETS = {"interpatient": "experiments/interpatient.toml",
+                 "patient-specific": "experiments/patient_specific.toml"}
 
 # --- model configurations (BEGIN MODEL CONFIGS; owned by models/) -----------------------------
 # Constructor settings of each architecture (models/<Name>.py documents every key); the registry

@@ -105,6 +105,9 @@ def evaluate_checkpoint(cfg: RunConfig, given: set[str], log=log) -> int:
     ckpt = Checkpoint.load(cfg.eval_only)
     ckpt.require_final(cfg.eval_only)  # before any data is loaded
     cfg = from_saved(cfg, given, ckpt.args, cfg.eval_only)
+    if cfg.split == "patient-specific":
+        raise UsageError("a checkpoint meets new patients one by one with calibrate.py --evaluate (calibrated on "
+                         "each record's first minutes, tested on the rest), not with --split patient-specific")
     device, out_dir = prepare_run(cfg, log)
     t_start = time.perf_counter()
     data, splits = load_split(cfg.root, ckpt.preproc, cfg.split, cfg.seed, log=log, **cfg.data_kwargs())

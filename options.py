@@ -91,6 +91,7 @@ class RunConfig:
     resume: str | None = None
     eval_only: str | None = None
     bootstrap: int = T["bootstrap"]
+    minutes: float = T["minutes"]     # --split patient-specific: the calibration minutes of each record
     quiet: bool = False
     config: str | None = None         # the --config file the run read, if any
     # what the split's preset file set (no flag or --config file overrode it): printed, not a setting
@@ -198,7 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
         "run to repeat; flags given here win (default: none)")
     add("--model", choices=MODEL_NAMES, help=f"architecture (default: {T['model']})")
     add("--split", choices=SPLIT_MODES, help="protocol: stratified (beat-wise, optimistic), random (record-wise), "
-        f"interpatient (DS1 -> DS2, applies {SPLIT_PRESETS['interpatient']}) (default: {T['split']})")
+        f"interpatient (DS1 -> DS2, applies {SPLIT_PRESETS['interpatient']}), patient-specific (a model per record "
+        f"from a common set and its first minutes, tested on the rest) (default: {T['split']})")
     add("--epochs", type=int, help=f"maximum epochs (default: {T['epochs']})")
     add("--batch-size", type=int, help=f"batch size; under torchrun the global batch (default: {T['batch_size']})")
     add("--lr", type=float, help=f"peak AdamW learning rate (default: {T['lr']})")
@@ -443,8 +445,10 @@ def check_args(cfg: RunConfig) -> None:
         (cfg.device in ("cuda", "cpu"), f"unknown device {cfg.device!r}; choose cuda or cpu"),
         (not cfg.second_lead or not cfg.augment, "--second-lead and --augment do not combine (augmentation "
          "assumes one beat channel)"),
-        (bool(cfg.train_recs) == bool(cfg.val_recs) == bool(cfg.test_recs),
-         "--train-recs, --val-recs and --test-recs go together: give all three"),
+        (bool(cfg.train_recs) == bool(cfg.val_recs) == bool(cfg.test_recs) or
+         (cfg.split == "patient-specific" and not cfg.train_recs and not cfg.val_recs),
+         "--train-recs, --val-recs and --test-recs go together: give all three (patient-specific: --test-recs alone)"),
+        (cfg.minutes > 0 and math.isfinite(cfg.minutes), f"minutes must be a positive number, got {cfg.minutes}"),
         (not cfg.cv_only or cfg.cv, "--cv-only needs --cv K"),
         (cfg.cv is None or (cfg.cv >= 2 and cfg.split == "interpatient" and not cfg.train_recs),
          "--cv K needs K >= 2 and --split interpatient (it runs inside DS1), without explicit record lists"),
@@ -534,6 +538,8 @@ def option_reference() -> str:
                "beat of the batch (mostly another patient's)",
                "bootstrap": "bootstrap resamples for the confidence intervals; 0 = off",
                "quiet": "no progress bars (they are off anyway when the output is not a terminal)",
+               "minutes": "--split patient-specific: each record's first minutes (R peak before) train its model; "
+               "the rest is its test part",
                "split": "", "config": ""}
     for k in rest:
         if meaning.get(k, None) == "":

@@ -71,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--detect", action="store_true",
                    help="find beats with XQRS even when RECORD.atr exists, and compare them with it (default: off)")
     p.add_argument("--batch-size", type=int, default=1024, help="beats per forward pass (default: 1024)")
+    p.add_argument("--start", type=float, default=0.0, metavar="SECONDS", help="label and compare the beats from "
+                   "this time on (e.g. after a calibration period); earlier beats still feed the RR features and the "
+                   "template (default: 0)")
     return p
 
 
@@ -266,7 +269,7 @@ def _split_record_path(path: str) -> tuple[Path, str]:
 
 def predict_record(model_path: str | os.PathLike, record_path: str, out_dir: str | os.PathLike = "data/predictions",
                    out_ext: str = "pred", device: str = "cpu", detect: bool = False, batch_size: int = 1024,
-                   log=print) -> dict:
+                   log=print, start: float = 0.0) -> dict:
     """Label every beat of a record with a checkpoint or an .onnx file -> dict(samples, pred, prob,
     labels, edge_padded, source, lead, comparison (or None), annotation, csv). Raises UsageError /
     DataError (one line)."""
@@ -274,6 +277,8 @@ def predict_record(model_path: str | os.PathLike, record_path: str, out_dir: str
         raise UsageError(f"--out-ext must be letters, digits or _, got {out_ext!r}")
     if batch_size < 1:
         raise UsageError(f"--batch-size must be >= 1, got {batch_size}")
+    if not (start >= 0 and np.isfinite(start)):
+        raise UsageError(f"--start must be a number of seconds >= 0, got {start}")
     model = load_model(model_path, device, log)
     cfg = model.preproc
     cfg.validate()
@@ -312,6 +317,16 @@ def predict_record(model_path: str | os.PathLike, record_path: str, out_dir: str
     if model.rr_dim and rr.shape[1] != model.rr_dim:
         raise UsageError(f"the model expects {model.rr_dim} RR features, the pipeline gives {rr.shape[1]}")
     pred, prob = model.classify(x, tm, rr, batch_size)
+    if start:  # the beats before `start` fed the features of later ones; they get no label here
+        later = samples >= round(start * cfg.fs)
+        if not later.any():
+            raise UsageError(f"--start {start:g} s is after the record's last beat ({samples[-1] / cfg.fs:.0f} s)")
+        samples, pred, prob, edge = samples[later], pred[later], prob[later], edge[later]
+        if ref is not None:
+            keep = ref[0] >= round(start * cfg.fs)
+            ref = (ref[0][keep], ref[1][keep])
+        log(f"labelling the {int(later.sum())} beats from {start:g} s on ({int((~later).sum())} earlier beats only "
+            "feed the features)")
     labels = [names[k] for k in pred]
     symbols = [CLASS_SYMBOL.get(n, "Q") for n in labels]
     log(f"record {rec}: {len(samples)} beats ({source} positions), lead {lead}, {model.name} "
@@ -340,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> int:
         args = build_parser().parse_args(sys.argv[1:] if argv is None else list(argv))
         predict_record(args.model, args.record, args.out_dir, args.out_ext, args.device,
-                       args.detect, args.batch_size)
+                       args.detect, args.batch_size, start=args.start)
         return 0
     return run_cli("predict.py", body)
 

@@ -313,18 +313,22 @@ def _read_212(dat: Path, sig_len: int, n_sig: int, k: int) -> np.ndarray:
     return d - ((d & 0x800) << 1)  # 12-bit two's complement: 2048..4095 -> -2048..-1
 
 
-def read_record(root: str | os.PathLike, rec: str, cfg: PreprocConfig):
-    """Read one record's chosen lead (mV) and its *beat* annotations.
+def read_record(root: str | os.PathLike, rec: str, cfg: PreprocConfig, ann: str = "atr"):
+    """Read one record's chosen lead (mV) and its *beat* annotations (the `ann` file, RECORD.atr by
+    default).
 
     Returns (signal float64 (n,) or (2, n) with cfg.second_lead, beat samples int64 (k,), beat
     symbols <U1 (k,), lead name).
     Raises DataError for every way a record can be unreadable.
     """
     sig, lead = read_signal(root, rec, cfg)
+    path = Path(root) / f"{rec}.{ann}"
+    if not path.is_file():
+        raise DataError(f"record {rec}: annotation file {path} does not exist")
     try:
-        samp, sym = read_annotations(Path(root) / f"{rec}.atr")
+        samp, sym = read_annotations(path)
     except Exception as e:
-        raise DataError(f"record {rec}: cannot read annotations ({type(e).__name__}: {e})") from None
+        raise DataError(f"record {rec}: cannot read annotations {path.name} ({type(e).__name__}: {e})") from None
     if len(samp) and (samp.min() < 0 or samp.max() >= sig.shape[-1]):
         raise DataError(f"record {rec}: annotations lie outside the signal (corrupt .atr?)")
     is_beat = np.isin(sym, list(BEAT_SYMBOLS))
