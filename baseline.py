@@ -54,8 +54,8 @@ from scipy import ndimage, signal as sps
 
 from beats import CLASS_NAMES, LABEL_SCHEMES
 from cli import CliParser, UsageError, log, run_cli
-from config import DATA_DEFAULTS, SPLIT_MODES, TRAIN_DEFAULTS
-from dataset import DS1, PARTS, Splits, interpatient_folds, make_splits, records_for
+from config import DATA_DEFAULTS, TRAIN_DEFAULTS
+from dataset import DS1, PARTS, SPLITTERS, Splits, interpatient_folds, make_splits, records_for
 from features import last_starts, rr_intervals, trailing_mean
 from metrics import classification_metrics, key_class_stats, test_metrics
 from options import check_writable, preset
@@ -330,7 +330,7 @@ def build_parser() -> CliParser:
                    "and T-window amplitudes; 'rr_mean' / 'rr_median' = RR relative to the +-5-min mean / median "
                    "instead of seconds; 'rr_s_mean' / 'rr_s_median' = both (default: paper; with --cv: chosen "
                    "inside DS1)")
-    p.add_argument("--split", choices=SPLIT_MODES, default=T["split"], help=f"split protocol, the nets' "
+    p.add_argument("--split", choices=list(SPLITTERS), default=T["split"], help=f"split protocol, the nets' "
                    f"(default: {T['split']})")
     p.add_argument("--classes", choices=sorted(CLASS_NAMES), help=f"label scheme (default: {D['classes']}; "
                    f"interpatient: {preset('interpatient')['classes']})")

@@ -53,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--records", nargs="+", help="with --evaluate: MIT-BIH records (default: the checkpoint's test "
                    "part)")
     g.add_argument("--root", help="with --evaluate: the MIT-BIH folder (default: the checkpoint's --root)")
+    g.add_argument("--int8", action="store_true", help="with --evaluate: also score each calibrated model's int8 "
+                   "ONNX form (export.py --int8) on the same beats (default: off)")
     return p
 
 
@@ -64,8 +66,8 @@ def check(a: argparse.Namespace) -> None:
     if a.evaluate == bool(a.record):
         raise UsageError("give a RECORD to calibrate, or --evaluate (with --records) to score calibration, not both"
                          if a.evaluate else "give the RECORD to calibrate (or --evaluate)")
-    if (a.records or a.root) and not a.evaluate:
-        raise UsageError("--records and --root go with --evaluate")
+    if (a.records or a.root or a.int8) and not a.evaluate:
+        raise UsageError("--records, --root and --int8 go with --evaluate")
     if not a.ann.replace("_", "").isalnum():
         raise UsageError(f"--ann must be letters, digits or _, got {a.ann!r}")
     if not Path(a.checkpoint).exists() and Path(a.checkpoint) == WEIGHTS:
@@ -168,6 +170,23 @@ def calibrate_record(a: argparse.Namespace) -> int:
 # Many records: the calibration protocol
 # ----------------------------------------------------------------------------------------------
 
+def int8_predictions(ckpt):
+    """(calibrated model, test beats) -> the classes its int8 ONNX file gives them: export.py --int8's
+    graph, calibrated on the beats the checkpoint keeps, as a user's export of it would be."""
+    import export
+    from deploy import OnnxModel
+    pre = ckpt.preproc
+    cx = ckpt.calibration["x"].float().numpy()
+    crr = ckpt.calibration["rr"].numpy() if ckpt.rr_dim else None
+
+    def run(model, part) -> np.ndarray:
+        q = export.quantize_int8(export.onnx_bytes(model, pre.channels, pre.window, ckpt.rr_dim), cx, crr)
+        rr = part.rr.numpy() if ckpt.rr_dim else None
+        return OnnxModel(export.with_metadata(q, export.export_metadata(ckpt, "calibrated"))).logits(
+            part.x.numpy(), rr).argmax(1)
+    return run
+
+
 def evaluate_records(a: argparse.Namespace) -> int:
     import patient
     from dataset import DS1, DS2, BeatTensors, records_for
@@ -175,6 +194,9 @@ def evaluate_records(a: argparse.Namespace) -> int:
     from report import result_lines, run_stamp, write_report
     from utils import load_beats
     ckpt, model = load(a.checkpoint)
+    if a.int8 and not ckpt.calibration:
+        raise UsageError(f"--int8 quantizes on the training beats a checkpoint keeps; {a.checkpoint} keeps none "
+                         "(it predates them): retrain it, or leave --int8 out")
     cfg, given = parse_args(["--eval-only", a.checkpoint, *(["--root", a.root] if a.root else [])])
     run_cfg = from_saved(cfg, given, ckpt.args, a.checkpoint) if ckpt.args else cfg
     records = [str(r) for r in a.records] if a.records else (
@@ -196,7 +218,7 @@ def evaluate_records(a: argparse.Namespace) -> int:
     result = patient.per_record(
         data, records, lambda r, cal: patient.adapt(model, BeatTensors(data, cal), patient.CALIBRATE,
                                                    a.seed * 1000 + int(r)),
-        a.minutes, 512, "cpu", log, baseline=model)
+        a.minutes, 512, "cpu", log, baseline=model, deployed=int8_predictions(ckpt) if a.int8 else None)
     out_dir.mkdir(parents=True, exist_ok=True)
     stamp = run_stamp(out_dir)
     path = out_dir / f"eval_report_{ckpt.model_name}_{stamp}_calibrated.json"
@@ -207,7 +229,8 @@ def evaluate_records(a: argparse.Namespace) -> int:
                            minutes=a.minutes, recipe=patient.CALIBRATE, bootstrap=run_cfg.bootstrap, seed=a.seed,
                            device="cpu", t_start=t_start, extra={"checkpoint": a.checkpoint})
     write_report(report, path)
-    for title, test in (("uncalibrated", report["uncalibrated"]), ("calibrated", report["test"])):
+    for title, test in (("uncalibrated", report["uncalibrated"]), ("calibrated", report["test"]),
+                        *((("calibrated, int8", report["deployed"]),) if a.int8 else ())):
         for line in result_lines(test, data.class_names, f"{title}, minutes {a.minutes:g}-end of {len(records)} records"):
             log(line)
     times = [r["seconds"] for r in result["records"].values()]

@@ -70,13 +70,14 @@ FROM_SCRATCH = Recipe(steps=150, batch=64, lr=3e-3, weight_decay=1e-4, warmup=50
 def adapt(model: nn.Module, beats: BeatTensors, recipe: Recipe, seed: int) -> nn.Module:
     """A copy of `model` trained on `beats` by `recipe` (the model itself is left as it was); in
     eval mode. The copy's per-beat feature standardisation is the model's (a fresh model of the
-    from-scratch protocol gets it from `beats` first, see `from_scratch`)."""
+    from-scratch protocol gets it from `beats` first, see `from_scratch`). `seed` sets the batch
+    order and dropout's masks, whatever ran before in the process."""
     m = copy.deepcopy(model)
-    n_classes = m.num_classes
     opt = torch.optim.AdamW(m.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
     y_all = beats.y.cpu().numpy()
-    weight = class_weights(y_all, n_classes, recipe.class_weights).to(beats.y.device) if recipe.class_weights else None
-    present = torch.from_numpy(np.bincount(y_all, minlength=n_classes) > 0).to(beats.y.device)  # (C,)
+    weight = (class_weights(y_all, m.num_classes, recipe.class_weights).to(beats.y.device)
+              if recipe.class_weights else None)
+    present = torch.from_numpy(np.bincount(y_all, minlength=m.num_classes) > 0).to(beats.y.device)  # (C,)
     m.train()
     if recipe.freeze_bn:
         for mod in m.modules():
@@ -84,23 +85,25 @@ def adapt(model: nn.Module, beats: BeatTensors, recipe: Recipe, seed: int) -> nn
                 mod.eval()
     g = torch.Generator().manual_seed(seed)
     order, pos, use_rr = torch.randperm(len(beats), generator=g), 0, m.rr_dim > 0
-    for step in range(recipe.steps):
-        lr = recipe.lr * min(1.0, (step + 1) / recipe.warmup) if recipe.warmup else recipe.lr
-        if recipe.cosine:
-            lr *= 0.5 * (1 + math.cos(math.pi * step / recipe.steps))
-        for group in opt.param_groups:
-            group["lr"] = lr
-        if pos + recipe.batch > len(beats):  # the next shuffled pass
-            order, pos = torch.randperm(len(beats), generator=g), 0
-        i = order[pos:pos + recipe.batch].to(beats.y.device)
-        pos += recipe.batch
-        logits = m(beats.x[i], beats.rr[i] if use_rr else None)  # (B, C)
-        if recipe.present_only:  # classes the beats do not hold are left out of the softmax, never pushed down
-            logits = logits.masked_fill(~present, float("-inf"))
-        loss = F.cross_entropy(logits, beats.y[i], weight=weight)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+    with torch.random.fork_rng(devices=[]):  # the caller's global RNG is left as it was
+        torch.manual_seed(seed)
+        for step in range(recipe.steps):
+            lr = recipe.lr * min(1.0, (step + 1) / recipe.warmup) if recipe.warmup else recipe.lr
+            if recipe.cosine:
+                lr *= 0.5 * (1 + math.cos(math.pi * step / recipe.steps))
+            for group in opt.param_groups:
+                group["lr"] = lr
+            if pos + recipe.batch > len(beats):  # the next shuffled pass
+                order, pos = torch.randperm(len(beats), generator=g), 0
+            i = order[pos:pos + recipe.batch].to(beats.y.device)
+            pos += recipe.batch
+            logits = m(beats.x[i], beats.rr[i] if use_rr else None)  # (B, C)
+            if recipe.present_only:  # classes the beats do not hold are left out of the softmax, never pushed down
+                logits = logits.masked_fill(~present, float("-inf"))
+            loss = F.cross_entropy(logits, beats.y[i], weight=weight)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
     return m.eval()
 
 
@@ -158,13 +161,14 @@ def protocol_records(test_recs: tuple[str, ...] | None) -> list[str]:
 # ----------------------------------------------------------------------------------------------
 
 def per_record(data: BeatData, records: list[str], fit: Callable[[str, np.ndarray], nn.Module],
-               minutes: float, batch_size: int, device, log=print, baseline: nn.Module | None = None) -> dict:
+               minutes: float, batch_size: int, device, log=print, baseline: nn.Module | None = None,
+               deployed: Callable[[nn.Module, BeatTensors], np.ndarray] | None = None) -> dict:
     """For each record: `fit(record, calibration rows)` -> its model, which predicts the record's test
     minutes once. -> {"y", "pred", "record" (N,) over all test beats, "uncalibrated" (`baseline`'s
-    predictions of the same beats, when given), "records": {record: calibration beats per class,
-    test beats, seconds to fit}}."""
+    predictions of the same beats, when given), "deployed" (`deployed(model, test beats)`'s, e.g. the
+    model's int8 file), "records": {record: calibration beats per class, test beats, seconds to fit}}."""
     names = data.class_names
-    ys, preds, recs, base, info = [], [], [], [], {}
+    ys, preds, recs, base, dep, info = [], [], [], [], [], {}
     for r in records:
         cal, test = minutes_split(data, r, minutes)
         if len(cal) == 0 or len(test) == 0:
@@ -178,6 +182,8 @@ def per_record(data: BeatData, records: list[str], fit: Callable[[str, np.ndarra
         preds.append(predict(model, part, batch_size, model.rr_dim > 0)[0])
         if baseline is not None:
             base.append(predict(baseline, part, batch_size, baseline.rr_dim > 0)[0])
+        if deployed is not None:
+            dep.append(deployed(model, part))
         ys.append(data.y[test])
         recs.append(data.record[test])
         counts = np.bincount(data.y[cal], minlength=len(names))
@@ -190,6 +196,8 @@ def per_record(data: BeatData, records: list[str], fit: Callable[[str, np.ndarra
     out = {"y": np.concatenate(ys), "pred": np.concatenate(preds), "record": np.concatenate(recs), "records": info}
     if baseline is not None:
         out["uncalibrated"] = np.concatenate(base)
+    if deployed is not None:
+        out["deployed"] = np.concatenate(dep)
     return out
 
 
@@ -208,7 +216,8 @@ def build(result: dict, data: BeatData, *, model: nn.Module, model_name: str, st
     """The report (report.py's schema) of `per_record`'s result: `test` from every record's test
     minutes pooled (gross and per record), the model's cost, and a `patient_specific` section (the
     minutes, the recipe, each record's calibration beats and fitting time); `uncalibrated` holds the
-    same figures of the model before calibration when the result has them."""
+    same figures of the model before calibration, `deployed` those of its deployed form (int8), when
+    the result has them."""
     from metrics import test_metrics
     from profiling import profile_model
     from report import build_report
@@ -232,6 +241,7 @@ def build(result: dict, data: BeatData, *, model: nn.Module, model_name: str, st
                        interrupted=False)
     out["patient_specific"] = {"minutes": minutes, "recipe": describe(recipe), "records": result["records"],
                                **(extra or {})}
-    if "uncalibrated" in result:
-        out["uncalibrated"] = score(result["uncalibrated"])
+    for part in ("uncalibrated", "deployed"):
+        if part in result:
+            out[part] = score(result[part])
     return out

@@ -30,7 +30,11 @@ PROTOCOLS = {
     "stratified": "experiments/stratified.toml",
     "random": "experiments/random.toml",
     "interpatient": "experiments/interpatient_cv.toml",
+    "patient-specific": "experiments/patient_specific.toml",
 }
+# after the inter-patient sweep, each of its checkpoints calibrated on every DS2 record's first 5 minutes
+# and tested on the rest (calibrate.py --evaluate), into this folder and section
+CALIBRATED = "interpatient-calibrated"
 # baseline.py's classifiers, run in each protocol's folder in their published configuration (no --cv):
 # de Chazal 2004's linear discriminant and a class-weighted logistic regression on the same features
 BASELINES = ("lda", "logreg")
@@ -140,11 +144,19 @@ def main() -> int:
             for seed in args.seeds:
                 run(["bash", "run_all_models.sh", *flags, "--seed", str(seed)], log=out / f"sweep_{name}_{seed}.log",
                     env=env)
-                for model in BASELINES:  # the field's classic baseline, a row of the same leaderboards
-                    split = tomllib.loads((ROOT / PROTOCOLS[name]).read_text())["split"]
+                split = tomllib.loads((ROOT / PROTOCOLS[name]).read_text())["split"]
+                for model in BASELINES if split != "patient-specific" else ():  # a row of the same leaderboards
                     run([py, "baseline.py", "--split", split, "--model", model, "--root", args.root,
                          "--seed", str(seed), "--out-dir", str(out / name)], log=out / f"baseline_{name}_{model}_{seed}.log")
             run([py, "summarize.py", str(out / name), "--out", str(out / name)])
+            if name == "interpatient":  # protocol B: the same checkpoints, calibrated patient by patient
+                for ckpt in sorted(p for p in (out / name).glob("ecg_lightweight_*.pt") if ".last" not in p.name):
+                    run([py, "calibrate.py", "--evaluate", "--checkpoint", str(ckpt), "--root", args.root,
+                         "--out", str(out / CALIBRATED)], log=out / f"calibrate_{ckpt.stem}.log")
+                run([py, "summarize.py", str(out / CALIBRATED), "--out", str(out / CALIBRATED)])
+                (out / CALIBRATED / "command.txt").write_text(
+                    f"python calibrate.py --evaluate --checkpoint CKPT --root /path/to/mitdb --out "
+                    f"{os.path.relpath(out / CALIBRATED, ROOT)}  (each checkpoint of the inter-patient sweep)\n")
             (out / name / "sweep_seconds.txt").write_text(f"{time.time() - t0:.0f}\n")
             (out / name / "command.txt").write_text(commands[name] + "\n")
         elif (out / name / "command.txt").exists():
@@ -181,14 +193,16 @@ def main() -> int:
         *bench_section("Data pipeline (`python bench/pipeline.py`)", out / "bench_pipeline.md"),
         *bench_section("Model cost (`python bench/models.py`)", out / "bench_models.md", VS_REFERENCE),
     ]
-    for name in PROTOCOLS:
+    for name in (*PROTOCOLS, CALIBRATED):
         lb = out / name / "leaderboard.md"
         if not lb.exists() and kept(f"Accuracy: {name}"):
             parts += [kept(f"Accuracy: {name}")]
             continue
         secs = out / name / "sweep_seconds.txt"
+        if name == CALIBRATED and (out / name / "command.txt").exists():
+            commands[name] = (out / name / "command.txt").read_text().strip()
         parts += [f"## Accuracy: {name}\n",
-                  f"`{commands.get(name, 'bash run_all_models.sh --config ' + PROTOCOLS[name])}`"
+                  f"`{commands.get(name, 'bash run_all_models.sh --config ' + PROTOCOLS.get(name, '...'))}`"
                   + (f" — sweep wall time {int(secs.read_text()) / 60:.0f} min" if secs.exists() else "") + "\n",
                   section(lb, "not run yet"), "",
                   "Mean ± std over seeds (`leaderboard_seeds.md`):\n",

@@ -72,6 +72,23 @@ def test_calibration_leaves_the_classes_it_has_not_seen_alone():
     assert not tuned.training
 
 
+def test_calibration_depends_on_its_seed_alone():
+    """The same seed gives the same calibrated weights whatever ran before in the process (dropout
+    draws from `seed`), and the caller's random state is left as it was."""
+    model = create_model("liteecgnet", num_classes=5, rr_dim=16, in_channels=1, rr_norm=True).eval()
+    beats = BeatTensors(_data(), np.arange(80))
+    recipe = replace(patient.CALIBRATE, **FAST)
+    torch.manual_seed(1)
+    a = patient.adapt(model, beats, recipe, seed=7)
+    state = torch.get_rng_state()
+    torch.rand(5)
+    b = patient.adapt(model, beats, recipe, seed=7)
+    assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
+    torch.manual_seed(1)
+    patient.adapt(model, beats, recipe, seed=7)
+    assert torch.equal(torch.get_rng_state(), state)
+
+
 def test_the_recipes_are_the_ones_chosen_inside_ds1():
     """docs/lab/calibration.md: what was chosen, so a change here is a change of the product."""
     assert (patient.CALIBRATE.steps, patient.CALIBRATE.batch, patient.CALIBRATE.lr, patient.CALIBRATE.present_only,
