@@ -172,6 +172,8 @@ class Recipe:
     replay_template: str = "own"  # own | patient: replay beats moved onto the patient's template
     wd: float = 0.0              # AdamW weight decay
     sched: str = "cosine"        # cosine | constant
+    mask_called: int = 0         # >= 1 (with mask_absent): an absent class the starting model calls on at least this
+    #                              many calibration beats stays in the softmax (its false calls there are unlearnt)
     mask_absent: int = 0         # 1: the patient's loss is a softmax over the classes its calibration beats hold
     #                              only, so a class the patient has not shown yet is not pushed down by its beats
     patient_cw: str = "none"     # class weights of the patient's loss from its calibration beats: none | sqrt
@@ -238,6 +240,9 @@ def calibrate(model0: nn.Module, pat: BeatTensors, pool: BeatTensors | None, poo
     n = len(pat)
     order, pos = torch.randperm(n, generator=g), 0
     present = torch.bincount(pat.y, minlength=len(NAMES)) > 0  # (C,) classes the calibration beats hold
+    if rcp.mask_called:  # classes the starting model calls on the patient's beats stay learnable
+        called = torch.from_numpy(np.bincount(predict(model0, pat, 512, True)[0], minlength=len(NAMES)))
+        present = present | (called >= rcp.mask_called)
     pcw = None
     if rcp.patient_cw != "none":
         from engine import class_weights
