@@ -27,7 +27,6 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-
 import evaluate  # noqa: E402
 from checkpoint import FINAL, TRAINING_KEYS, TRAINING_STATE, Checkpoint  # noqa: E402
 from cli import UsageError, log, run_cli  # noqa: E402
