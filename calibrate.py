@@ -189,10 +189,10 @@ def int8_predictions(ckpt):
 
 def evaluate_records(a: argparse.Namespace) -> int:
     import patient
-    from dataset import DS1, DS2, BeatTensors, records_for
+    from dataset import DS1, DS2, BeatTensors
     from options import check_writable, from_saved, parse_args
     from report import result_lines, run_stamp, write_report
-    from utils import load_beats
+    from utils import MITDB_RECORDS, load_beats
     ckpt, model = load(a.checkpoint)
     if a.int8 and not ckpt.calibration:
         raise UsageError(f"--int8 quantizes on the training beats a checkpoint keeps; {a.checkpoint} keeps none "
@@ -206,7 +206,7 @@ def evaluate_records(a: argparse.Namespace) -> int:
             raise UsageError(f"{a.checkpoint} was tested on a {run_cfg.split} split, not on whole records: give "
                              "--records")
         records = list(DS2)
-    bad = sorted(set(records) - set(records_for("stratified")))
+    bad = sorted(set(records) - set(MITDB_RECORDS))
     if bad:
         raise UsageError(f"not MIT-BIH records: {' '.join(bad)}")
     out_dir = check_writable(Path(a.out))
@@ -223,7 +223,7 @@ def evaluate_records(a: argparse.Namespace) -> int:
     stamp = run_stamp(out_dir)
     path = out_dir / f"eval_report_{ckpt.model_name}_{stamp}_calibrated.json"
     report = patient.build(result, data, model=model, model_name=ckpt.model_name, stamp=stamp, source=a.checkpoint,
-                           args={**run_cfg.to_dict(), "calibrate": {k: v for k, v in vars(a).items()}},
+                           args={**run_cfg.to_dict(), "calibrate": dict(vars(a))},
                            split=f"{run_cfg.split}, calibrated",
                            train_records=list(DS1) if run_cfg.split == "interpatient" else list(run_cfg.train_recs or []),
                            minutes=a.minutes, recipe=patient.CALIBRATE, bootstrap=run_cfg.bootstrap, seed=a.seed,
