@@ -174,6 +174,7 @@ class Recipe:
     sched: str = "cosine"        # cosine | constant
     mask_called: int = 0         # >= 1 (with mask_absent): an absent class the starting model calls on at least this
     #                              many calibration beats stays in the softmax (its false calls there are unlearnt)
+    mask_share: float = 0.0      # > 0 (with mask_absent): the same when it calls it on at least this share of them
     mask_absent: int = 0         # 1: the patient's loss is a softmax over the classes its calibration beats hold
     #                              only, so a class the patient has not shown yet is not pushed down by its beats
     patient_cw: str = "none"     # class weights of the patient's loss from its calibration beats: none | sqrt
@@ -240,9 +241,9 @@ def calibrate(model0: nn.Module, pat: BeatTensors, pool: BeatTensors | None, poo
     n = len(pat)
     order, pos = torch.randperm(n, generator=g), 0
     present = torch.bincount(pat.y, minlength=len(NAMES)) > 0  # (C,) classes the calibration beats hold
-    if rcp.mask_called:  # classes the starting model calls on the patient's beats stay learnable
+    if rcp.mask_called or rcp.mask_share:  # classes the starting model calls on the patient's beats stay learnable
         called = torch.from_numpy(np.bincount(predict(model0, pat, 512, True)[0], minlength=len(NAMES)))
-        present = present | (called >= rcp.mask_called)
+        present = present | (called >= max(rcp.mask_called, rcp.mask_share * n, 1e-9))
     pcw = None
     if rcp.patient_cw != "none":
         from engine import class_weights
