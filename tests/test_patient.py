@@ -60,6 +60,8 @@ def test_calibration_leaves_the_classes_it_has_not_seen_alone():
     loss pushes it down. The model given is left as it was."""
     torch.manual_seed(0)
     model = create_model("liteecgnet", num_classes=5, rr_dim=16, in_channels=1, rr_norm=True).eval()
+    with torch.no_grad():
+        model.fc.bias.copy_(torch.tensor([5.0, 5.0, 0.0, 0.0, 0.0]))  # it calls every beat N or S
     d = _data(classes=(0, 1))                                   # the patient shows N and S only
     beats = BeatTensors(d, np.arange(len(d.y)))
     before = {k: v.clone() for k, v in model.state_dict().items()}
@@ -70,6 +72,10 @@ def test_calibration_leaves_the_classes_it_has_not_seen_alone():
     plain = patient.adapt(model, beats, replace(patient.CALIBRATE, present_only=False, **FAST), seed=1)
     assert (plain.fc.bias[2:] < model.fc.bias[2:]).all()
     assert not tuned.training
+    with torch.no_grad():  # now it calls every beat V: V stays learnable (called on >= 10 % of them) and drops
+        model.fc.bias.copy_(torch.tensor([0.0, 0.0, 9.0, 0.0, 0.0]))
+    tuned = patient.adapt(model, beats, replace(patient.CALIBRATE, **FAST), seed=1)
+    assert tuned.fc.bias[2] < model.fc.bias[2] and torch.equal(tuned.fc.bias[3:], model.fc.bias[3:])
 
 
 def test_calibration_depends_on_its_seed_alone():
@@ -92,7 +98,8 @@ def test_calibration_depends_on_its_seed_alone():
 def test_the_recipes_are_the_ones_chosen_inside_ds1():
     """docs/lab/calibration.md: what was chosen, so a change here is a change of the product."""
     assert (patient.CALIBRATE.steps, patient.CALIBRATE.batch, patient.CALIBRATE.lr, patient.CALIBRATE.present_only,
-            patient.CALIBRATE.freeze_bn, patient.CALIBRATE.weight_decay) == (100, 64, 1e-3, True, True, 0.0)
+            patient.CALIBRATE.called_share, patient.CALIBRATE.freeze_bn, patient.CALIBRATE.weight_decay) == \
+        (100, 64, 1e-3, True, 0.1, True, 0.0)
     assert (patient.FROM_SCRATCH.steps, patient.FROM_SCRATCH.lr, patient.FROM_SCRATCH.warmup,
             patient.FROM_SCRATCH.class_weights) == (150, 3e-3, 50, "sqrt")
 
