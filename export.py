@@ -218,7 +218,7 @@ def records_present(cfg) -> bool:
     return all((Path(cfg.root) / f"{r}.{ext}").is_file() for r in recs for ext in ("hea", "dat", "atr"))
 
 
-def checkpoint_data(ckpt: Checkpoint, cfg, log=log):
+def checkpoint_data(ckpt: Checkpoint, cfg):
     """The checkpoint's data and split, rebuilt from its run configuration as evaluate.py does."""
     from dataset import load_split
     return load_split(cfg.root, ckpt.preproc, cfg.split, cfg.seed, log=lambda m: None,
@@ -291,7 +291,7 @@ def export_onnx(checkpoint: str, out: Path, int8: bool, runs: int, root: str | N
         raise DataError(f"--check needs the checkpoint's test part, but its records are not under "
                         f"{cfg.root if cfg else '--root'}: give --root" if cfg else
                         f"--check needs the checkpoint's test part, but {checkpoint} holds no run configuration")
-    loaded = checkpoint_data(ckpt, cfg, log) if have_data else None
+    loaded = checkpoint_data(ckpt, cfg) if have_data else None
     meta = export_metadata(ckpt, checkpoint)
     float_bytes = with_metadata(onnx_bytes(model, pre.channels, pre.window, ckpt.rr_dim), meta)
     flt = OnnxModel(float_bytes, name=str(out))

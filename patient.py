@@ -39,6 +39,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from beats import key_class
+from cli import DataError, UsageError
 from dataset import PACED, BeatTensors
 from engine import class_weights, predict
 from utils import BeatData
@@ -158,7 +159,6 @@ def protocol_records(test_recs: tuple[str, ...] | None) -> list[str]:
     records = list(test_recs) if test_recs else [r for r in MITDB_RECORDS if r not in PACED]
     paced = sorted(set(records) & set(PACED))
     if paced:
-        from cli import UsageError
         raise UsageError(f"the patient-specific protocol leaves out the paced records: {' '.join(paced)}")
     return records
 
@@ -179,7 +179,6 @@ def per_record(data: BeatData, records: list[str], fit: Callable[[str, np.ndarra
     for r in records:
         cal, test = minutes_split(data, r, minutes)
         if len(cal) == 0 or len(test) == 0:
-            from cli import DataError
             raise DataError(f"record {r} has {len(cal)} beats before minute {minutes:g} and {len(test)} after: "
                             "both are needed")
         t0 = time.perf_counter()
