@@ -176,8 +176,7 @@ def int8_predictions(ckpt):
     import export
     from deploy import OnnxModel
     pre = ckpt.preproc
-    cx = ckpt.calibration["x"].float().numpy()
-    crr = ckpt.calibration["rr"].numpy() if ckpt.rr_dim else None
+    cx, crr, _ = export.calibration_inputs(ckpt, None, None)  # the beats the checkpoint keeps
 
     def run(model, part) -> np.ndarray:
         q = export.quantize_int8(export.onnx_bytes(model, pre.channels, pre.window, ckpt.rr_dim), cx, crr)
@@ -190,15 +189,14 @@ def int8_predictions(ckpt):
 def evaluate_records(a: argparse.Namespace) -> int:
     import patient
     from dataset import DS1, DS2, BeatTensors
-    from options import check_writable, from_saved, parse_args
+    from options import check_writable, saved_run
     from report import result_lines, run_stamp, write_report
     from utils import MITDB_RECORDS, load_beats
     ckpt, model = load(a.checkpoint)
     if a.int8 and not ckpt.calibration:
         raise UsageError(f"--int8 quantizes on the training beats a checkpoint keeps; {a.checkpoint} keeps none "
                          "(it predates them): retrain it, or leave --int8 out")
-    cfg, given = parse_args(["--eval-only", a.checkpoint, *(["--root", a.root] if a.root else [])])
-    run_cfg = from_saved(cfg, given, ckpt.args, a.checkpoint) if ckpt.args else cfg
+    run_cfg = saved_run(ckpt.args, a.checkpoint, a.root)
     records = [str(r) for r in a.records] if a.records else (
         list(run_cfg.test_recs) if run_cfg.test_recs else None)
     if records is None:

@@ -24,12 +24,13 @@ import torch.nn as nn
 from cli import UsageError
 from models import ModelIO, create_model
 from options import LAB_TAG
-from utils import PreprocConfig, atomic_write
+from utils import PreprocConfig, atomic_write, stack_inputs
 
 CKPT_FORMAT, CKPT_VERSION = "liteecg-checkpoint", 1
 # models.ModelIO fields of the research probes, now removed (docs/lab/README.md), at their "off" values
 REMOVED_IO = {"rr_hidden": 0, "feature_drop": 0.0, "template_mode": "channel"}
 FINAL, TRAINING_STATE = "final", "training-state"
+CALIBRATION_PER_CLASS = 16  # training beats per class a checkpoint keeps: export.py --int8 calibrates on them
 # what a training state holds beyond the common fields (trainer.fit's state)
 TRAINING_KEYS = ("epoch", "model_state", "optimizer", "scheduler", "torch_rng", "history",
                  "best_state", "bad_epochs", "ema_state", "members")
@@ -117,16 +118,12 @@ class Checkpoint:
             raise UsageError(f"{p} is an incomplete LiteECG checkpoint (missing or wrong field: {e})") from None
 
     @staticmethod
-    def calibration_sample(data, idx: np.ndarray, per_class: int, seed: int) -> dict:
-        """At most `per_class` beats of each class of the part `idx` (seeded), as model inputs
-        (x float16: half the bytes, ample for the int8 ranges): what export.py --int8 calibrates on."""
-        from dataset import limit_per_class
-        from utils import stack_inputs
-        pick = limit_per_class(data.y, idx, per_class, seed)
-        x = stack_inputs(data.x[pick], None if data.tm is None else data.tm[pick])
-        return {"x": torch.from_numpy(x.astype(np.float16)), "rr": torch.from_numpy(data.rr[pick].copy()),
-                "y": torch.from_numpy(data.y[pick].copy()),
-                "records": sorted({str(r) for r in data.record[pick]}, key=int)}
+    def calibration_sample(data, idx: np.ndarray, seed: int) -> dict:
+        """The checkpoint's `calibration` field: `calibration_beats` of the part `idx` (x float16:
+        half the bytes, ample for the int8 ranges)."""
+        x, rr, y, records = calibration_beats(data, idx, seed)
+        return {"x": torch.from_numpy(x.astype(np.float16)), "rr": torch.from_numpy(rr), "y": torch.from_numpy(y),
+                "records": records}
 
     def save(self, path: str | os.PathLike) -> None:
         """Write atomically (temp file + rename): a failed write leaves the previous file."""
@@ -150,6 +147,16 @@ class Checkpoint:
         model = self.new_model()
         model.load_state_dict(self.state_dict)
         return model.to(device).eval()
+
+
+def calibration_beats(data, idx: np.ndarray, seed: int, per_class: int = CALIBRATION_PER_CLASS
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """At most `per_class` beats of each class of the part `idx` of `data` (utils.BeatData),
+    drawn with the seed, as model inputs -> (x (n, C, T) float32, rr (n, F), y (n,), their records)."""
+    from dataset import limit_per_class
+    pick = limit_per_class(data.y, idx, per_class, seed)
+    return (stack_inputs(data.x[pick], None if data.tm is None else data.tm[pick]), data.rr[pick], data.y[pick],
+            sorted({str(r) for r in data.record[pick]}, key=int))
 
 
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[nn.Module, Checkpoint]:

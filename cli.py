@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 from typing import Callable
 
 
@@ -39,6 +40,13 @@ class CliParser(argparse.ArgumentParser):
 
     def error(self, message: str):
         raise UsageError(f"{message} (see --help)")
+
+
+def try_write(folder: str | os.PathLike) -> None:
+    """Create and remove a file in `folder`; raises OSError when this process cannot write there.
+    Tried, not asked: os.access says yes to root even on a read-only folder."""
+    with tempfile.NamedTemporaryFile(dir=folder, prefix=".liteecg-write-test-"):
+        pass
 
 
 def log(msg: str) -> None:

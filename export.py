@@ -45,12 +45,12 @@ import numpy as np
 import torch
 
 from beats import RR_FEATURES
-from checkpoint import Checkpoint
+from checkpoint import Checkpoint, calibration_beats
 from cli import CliParser, DataError, OutputError, UsageError, log, run_cli
 from deploy import INPUT_NAMES, META_KEY, ONNX_FORMAT, ONNX_VERSION, OUTPUT_NAME, OnnxModel
 from metrics import classification_metrics, key_class_stats
 from profiling import check_outputs, measure_latency, to_torchscript
-from options import check_writable
+from options import check_writable, saved_run
 from report import versions, write_json
 from utils import atomic_write, stack_inputs
 
@@ -198,19 +198,6 @@ def quantize_int8(float_bytes: bytes, x: np.ndarray, rr: np.ndarray | None) -> b
 # The checkpoint's own data: calibration beats (kept in it) and its test part (for the check)
 # ----------------------------------------------------------------------------------------------
 
-CALIBRATION_PER_CLASS = 16  # training beats per class an old checkpoint (without its own) calibrates on
-
-
-def run_config(ckpt: Checkpoint, checkpoint: str, root: str | None):
-    """The checkpoint's run configuration (options.RunConfig), with --root if given; None for a
-    checkpoint without one (not written by trainer.py)."""
-    if not ckpt.args:
-        return None
-    from options import from_saved, parse_args
-    cfg, given = parse_args(["--eval-only", checkpoint, *(["--root", root] if root else [])])
-    return from_saved(cfg, given, ckpt.args, checkpoint)
-
-
 def records_present(cfg) -> bool:
     """Whether every record the checkpoint's split needs is under its root (nothing is downloaded)."""
     from dataset import records_for
@@ -236,13 +223,10 @@ def calibration_inputs(ckpt: Checkpoint, cfg, loaded, log=log) -> tuple[np.ndarr
     if loaded is None:
         raise UsageError("--int8 calibrates on training beats: this checkpoint keeps none (it predates them), and "
                          f"its records are not under {cfg.root if cfg else 'its --root'}: give --root")
-    from dataset import limit_per_class
     data, splits = loaded
-    pick = limit_per_class(data.y, splits.train, CALIBRATION_PER_CLASS, cfg.seed)
-    x = stack_inputs(data.x[pick], None if data.tm is None else data.tm[pick])
-    return x, (data.rr[pick] if ckpt.rr_dim else None), {
-        "part": "train", "beats": int(len(x)), "records": sorted({str(r) for r in data.record[pick]}, key=int),
-        "source": "rebuilt training part"}
+    x, rr, _, records = calibration_beats(data, splits.train, cfg.seed)
+    return x, (rr if ckpt.rr_dim else None), {"part": "train", "beats": int(len(x)), "records": records,
+                                              "source": "rebuilt training part"}
 
 
 def eager_logits(model: torch.nn.Module, x: np.ndarray, rr: np.ndarray | None, batch: int = 1024) -> np.ndarray:
@@ -285,7 +269,7 @@ def export_onnx(checkpoint: str, out: Path, int8: bool, runs: int, root: str | N
     ckpt.require_final(checkpoint)
     model = ckpt.build_model("cpu", checkpoint)
     pre = ckpt.preproc
-    cfg = run_config(ckpt, checkpoint, root)
+    cfg = saved_run(ckpt.args, checkpoint, root) if ckpt.args else None  # None: no run to rebuild the data of
     have_data = cfg is not None and records_present(cfg)
     if check and not have_data:
         raise DataError(f"--check needs the checkpoint's test part, but its records are not under "

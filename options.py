@@ -19,13 +19,12 @@ import json
 import math
 import os
 import sys
-import tempfile
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from beats import CLASS_NAMES, RR_FEATURES
-from cli import CliParser, UsageError
+from cli import CliParser, UsageError, try_write
 from config import (CLASS_WEIGHTINGS, DATA_DEFAULTS, MODEL_CONFIGS, NORMALIZATIONS, SPLIT_MODES, SPLIT_PRESETS,
                     TRAIN_DEFAULTS)
 
@@ -309,6 +308,15 @@ def _settings(pairs) -> tuple:
     return tuple(sorted((str(k), tuple(v) if isinstance(v, list) else v) for k, v in items))
 
 
+def _saved_model_set(args: dict) -> list[tuple]:
+    """A saved run's model settings ((key, value), ...): its model_set, and its coord flag from
+    before --model-set coord=, when CoordConv had a flag of its own."""
+    pairs = [tuple(kv) for kv in args.get("model_set") or []]
+    if args.get("coord") is not None:
+        pairs.append(("coord", args["coord"]))
+    return pairs
+
+
 def read_config(path: str | os.PathLike) -> dict:
     """A config file -> {field: value}, and "model_set" -> {model: ((setting, value), ...)}.
 
@@ -329,10 +337,8 @@ def read_config(path: str | os.PathLike) -> dict:
         d = dict(d.get("args", d)) if isinstance(d, dict) else None
         if not d:
             raise UsageError(f"{where} holds no run settings")
-        pairs = [tuple(kv) for kv in d.pop("model_set", None) or []]
-        if d.get("coord") is not None:  # before --model-set coord=, CoordConv had a flag of its own
-            pairs.append(("coord", d["coord"]))
-        d = {k: v for k, v in d.items() if k not in OBSOLETE}
+        pairs = _saved_model_set(d)
+        d = {k: v for k, v in d.items() if k not in OBSOLETE | {"model_set"}}
         d["model_set"] = {d.get("model", T["model"]): dict(pairs)} if pairs else {}
     else:
         try:
@@ -476,11 +482,16 @@ def from_saved(cfg: RunConfig, given: set[str], saved: dict, what: str) -> RunCo
     if isinstance(old.get("class_weights"), bool):  # checkpoints from before the modes: a flag
         old["class_weights"] = "inverse" if old["class_weights"] else None
     old.update({k: tuple(old[k]) for k in ("train_recs", "val_recs", "test_recs") if old.get(k) is not None})
-    pairs = [tuple(kv) for kv in saved.get("model_set") or []]
-    if saved.get("coord") is not None:  # before --model-set coord=, CoordConv had a flag of its own
-        pairs.append(("coord", saved["coord"]))
     now = {k: getattr(cfg, k) for k in given | {"resume", "eval_only", "config"} if k in FIELDS}
-    return RunConfig(**{**old, "model_set": _settings(pairs), **now})
+    return RunConfig(**{**old, "model_set": _settings(_saved_model_set(saved)), **now})
+
+
+def saved_run(saved: dict, path: str | os.PathLike, root: str | None = None) -> RunConfig:
+    """The configuration to evaluate a checkpoint's run again (`saved`: its "args"; a tool that
+    rebuilds its data, e.g. export.py, calibrate.py), --root winning when given; the defaults for
+    a checkpoint without one (not written by trainer.py)."""
+    cfg, given = parse_args(["--eval-only", str(path), *(["--root", root] if root else [])])
+    return from_saved(cfg, given, saved, str(path)) if saved else cfg
 
 
 # ----------------------------------------------------------------------------------------------
@@ -489,9 +500,8 @@ def from_saved(cfg: RunConfig, given: set[str], saved: dict, what: str) -> RunCo
 
 def check_writable(folder: str | os.PathLike, what: str = "--out-dir") -> Path:
     """Refuse (one line) an output folder this process cannot write, without creating it: the
-    write is tried in the folder or, when it does not exist yet, in the nearest existing parent
-    (os.access is no test: it says yes to root everywhere). -> the folder (created later, when
-    the first file is written)."""
+    write is tried (cli.try_write) in the folder or, when it does not exist yet, in the nearest
+    existing parent. -> the folder (created later, when the first file is written)."""
     p = Path(folder)
     probe = p
     while not probe.exists():
@@ -499,8 +509,7 @@ def check_writable(folder: str | os.PathLike, what: str = "--out-dir") -> Path:
     if not probe.is_dir():
         raise UsageError(f"cannot write to {what} {p}: {probe} is not a folder")
     try:
-        with tempfile.NamedTemporaryFile(dir=probe, prefix=".liteecg-write-test-"):
-            pass
+        try_write(probe)
     except OSError as e:
         raise UsageError(f"cannot write to {what} {p} ({e.strerror or e})") from None
     return p

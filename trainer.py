@@ -38,8 +38,6 @@ from models import create_from_spec  # noqa: E402
 from options import RunConfig, describe_preset, from_saved, parse_args  # noqa: E402
 from report import environment, result_lines, run_stamp, versions, write_json, write_report  # noqa: E402
 
-CALIBRATION_BEATS = 16  # per class, kept in the checkpoint: export.py --int8 calibrates on them without the data
-
 
 def train(cfg: RunConfig, given: set[str], log=log, world: World | None = None) -> int:
     """A training run (new, or resumed from cfg.resume): data -> model -> fit -> test -> write.
@@ -86,7 +84,7 @@ def train(cfg: RunConfig, given: set[str], log=log, world: World | None = None) 
     ckpt = Checkpoint(model_name=cfg.model, **{k: v for k, v in spec.items() if k not in ("name", "fs")},
                       class_names=data.class_names, members=cfg.ensemble, preprocessing=preproc.to_dict(),
                       args=cfg.to_dict(), versions=versions(), stamp=stamp, cv=cv,
-                      calibration=Checkpoint.calibration_sample(data, splits.train, CALIBRATION_BEATS, cfg.seed))
+                      calibration=Checkpoint.calibration_sample(data, splits.train, cfg.seed))
     state = new_state()
     if resumed:  # model, optimizer, scheduler, RNG and early-stopping state (and finished members)
         state.update(resumed.training, best_val=resumed.best_val)

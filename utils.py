@@ -34,7 +34,7 @@ from scipy import signal as sps
 
 import features
 from beats import BEAT_SYMBOLS, CLASS_NAMES, LABEL_SCHEMES, RR_FEATURES, rr_dim
-from cli import DataError, OutputError
+from cli import DataError, OutputError, try_write
 from config import DATA_DEFAULTS, NORMALIZATIONS
 from wfdbio import Header, read_annotations, read_header
 
@@ -506,11 +506,11 @@ def cache_key(cfg: PreprocConfig, records: Sequence[str], root: str | os.PathLik
 
 
 def default_cache_dir(root: str | os.PathLike) -> Path:
-    """The data folder itself when writable, else ./data/cache (e.g. a read-only shared copy).
-    Writable is tried, not asked: os.access says yes to root even on a read-only folder's files."""
+    """The data folder itself when writable (cli.try_write), else ./data/cache (e.g. a read-only
+    shared copy)."""
     try:
-        with tempfile.NamedTemporaryFile(dir=root, prefix=".liteecg-write-test-"):
-            return Path(root)
+        try_write(root)
+        return Path(root)
     except OSError:
         return Path("data") / "cache"
 
